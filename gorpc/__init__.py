@@ -1,0 +1,61 @@
+"""gorpc: a small, fast RPC framework for asyncio with pluggable discovery, balancing and tracing."""
+
+from gorpc.blocking import BlockingClient
+from gorpc.client import Client
+from gorpc.config import ClientConfig, ServerConfig
+from gorpc.context import CallContext
+from gorpc.exceptions import (
+    Cancelled,
+    ConfigError,
+    DeadlineExceeded,
+    GorpcError,
+    InternalError,
+    InvalidRequest,
+    MessageTooLarge,
+    MethodNotFound,
+    NoNodesAvailable,
+    PluginNotFound,
+    ProtocolError,
+    RemoteError,
+    RPCError,
+    StatusCode,
+    Unavailable,
+)
+from gorpc.server import Server
+from gorpc.service import Service
+from gorpc.types import Balancer, Codec, Interceptor, Next, Node, ResolverPlugin, ServiceInstance, TracingPlugin
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Balancer",
+    "BlockingClient",
+    "CallContext",
+    "Cancelled",
+    "Client",
+    "ClientConfig",
+    "Codec",
+    "ConfigError",
+    "DeadlineExceeded",
+    "GorpcError",
+    "Interceptor",
+    "InternalError",
+    "InvalidRequest",
+    "MessageTooLarge",
+    "MethodNotFound",
+    "Next",
+    "NoNodesAvailable",
+    "Node",
+    "PluginNotFound",
+    "ProtocolError",
+    "RPCError",
+    "RemoteError",
+    "ResolverPlugin",
+    "Server",
+    "ServerConfig",
+    "Service",
+    "ServiceInstance",
+    "StatusCode",
+    "TracingPlugin",
+    "Unavailable",
+]

@@ -1,0 +1,54 @@
+"""Parsing the addresses servers listen on and clients dial: `host:port`, `[v6]:port`, `unix:/path`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gorpc.exceptions import ConfigError
+
+UNIX_PREFIX = "unix:"
+
+
+@dataclass(frozen=True)
+class TcpAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class UnixAddress:
+    path: str
+
+    def __str__(self) -> str:
+        return f"{UNIX_PREFIX}{self.path}"
+
+
+Address = TcpAddress | UnixAddress
+
+
+def is_address(target: str) -> bool:
+    """True for something to dial directly; False for a service name to resolve."""
+    return target.startswith(UNIX_PREFIX) or ":" in target
+
+
+def parse_address(text: str) -> Address:
+    if text.startswith(UNIX_PREFIX):
+        path = text[len(UNIX_PREFIX) :]
+        if not path:
+            raise ConfigError(f"unix address {text!r} has no path")
+        return UnixAddress(path)
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ConfigError(f"address {text!r} is not host:port or unix:/path")
+    port = int(port_text)
+    if port > 65535:
+        raise ConfigError(f"address {text!r} has port {port} out of range")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise ConfigError(f"address {text!r} has no host")
+    return TcpAddress(host, port)

@@ -1,0 +1,86 @@
+"""The client's side of one connection: requests in flight, matched to responses by request id."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from gorpc.exceptions import MessageTooLarge, ProtocolError, Unavailable
+from gorpc.frame import MAX_REQUEST_ID, Frame, MessageType, OversizedFrame, encode_header
+from gorpc.protocol import Connection
+
+
+class ClientConnection(Connection):
+    """Many calls in flight on one connection; each waits on a future keyed by its request id."""
+
+    def __init__(self, address: str, on_unusable: Callable[[ClientConnection], None], **limits: Any) -> None:
+        super().__init__(**limits)
+        self.address = address
+        self.pending: dict[int, asyncio.Future[Frame]] = {}
+        self._next_id = 0
+        self._on_unusable = on_unusable
+
+    def request(self, head: bytes, body: bytes, *, flags: int, codec: int) -> tuple[int, asyncio.Future[Frame]]:
+        """Send a request; the future gets its response frame (or the connection's failure)."""
+        rid = self._new_request_id()
+        future: asyncio.Future[Frame] = self._loop.create_future()
+        self.pending[rid] = future
+        self.send(encode_header(MessageType.REQUEST, rid, len(head), len(body), flags=flags, codec=codec),
+                  head, body)
+        return rid, future
+
+    def notify(self, head: bytes, body: bytes, *, flags: int, codec: int) -> None:
+        """Send a one-way request: no request id is reserved and no reply comes."""
+        self.send(encode_header(MessageType.ONEWAY, 0, len(head), len(body), flags=flags, codec=codec),
+                  head, body)
+
+    def cancel(self, rid: int) -> None:
+        """Forget request `rid` and tell the server to stop working on it."""
+        if self.pending.pop(rid, None) is not None:
+            self.send(encode_header(MessageType.CANCEL, rid, 0, 0))
+
+    def _new_request_id(self) -> int:
+        rid = self._next_id = (self._next_id + 1) & MAX_REQUEST_ID
+        while rid in self.pending or rid == 0:  # 0 is for frames that belong to no call
+            rid = self._next_id = (self._next_id + 1) & MAX_REQUEST_ID
+        return rid
+
+    def frame_received(self, frame: Frame) -> None:
+        if frame.type == MessageType.RESPONSE:
+            future = self.pending.pop(frame.request_id, None)
+            if future is not None and not future.done():
+                future.set_result(frame)
+            # A response for a call that timed out or was cancelled is dropped.
+        elif frame.type in (MessageType.REQUEST, MessageType.ONEWAY, MessageType.CANCEL):
+            raise ProtocolError(f"server {self.peer} sent a message type ({frame.type}) only clients send")
+        else:
+            super().frame_received(frame)
+
+    def oversized_frame_received(self, frame: OversizedFrame) -> None:
+        future = self.pending.pop(frame.request_id, None)
+        if frame.type != MessageType.RESPONSE or future is None:
+            super().oversized_frame_received(frame)
+        elif not future.done():
+            future.set_exception(MessageTooLarge(
+                f"reply of {frame.size} bytes is over the client's {self._decoder.max_size}-byte limit"))
+
+    def goaway_received(self) -> None:
+        # In-flight calls finish here; new calls go to a new connection.
+        self._on_unusable(self)
+        if not self.pending:
+            self.close()
+
+    def lost(self, exc: Exception | None) -> None:
+        self._on_unusable(self)
+        reason = f": {exc}" if exc else ""
+        error = Unavailable(f"connection to {self.address} lost{reason}")
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self.pending.clear()
+
+    def call_finished(self) -> None:
+        """Close a draining connection once its last call is answered."""
+        if self.going_away and not self.pending:
+            self.close()

@@ -1,0 +1,217 @@
+"""The asyncio client: `await client.call("/helloworld.Greeter/SayHello", {"msg": "hi"})`."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from gorpc.plugins import make_balancer_factory, make_codec, make_resolver
+from gorpc.address import is_address
+from gorpc.channel import ClientConnection
+from gorpc.config import ClientConfig, ConfigSource
+from gorpc.context import CallContext, Metadata
+from gorpc.envelope import pack_request_head, unpack_response_head
+from gorpc.exceptions import (
+    DeadlineExceeded,
+    InvalidRequest,
+    MessageTooLarge,
+    ProtocolError,
+    error_from_status,
+)
+from gorpc.frame import Frame
+from gorpc.interceptors import build_chain
+from gorpc.payload import decode_body, encode_body
+from gorpc.pool import ConnectionPool
+from gorpc.selector import Selector
+from gorpc.types import Codec, Interceptor
+
+_UNSET: Any = object()
+
+
+class Client:
+    """Calls methods on gorpc servers.
+
+    `target` is `host:port`, `unix:/path`, a service name for the resolver, or None to resolve the
+    service named in each call's path. Calls to one address share one multiplexed connection.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        config: ConfigSource | ClientConfig = None,
+        interceptors: Sequence[Interceptor] = (),
+        ssl: ssl_module.SSLContext | None = None,
+        **options: Any,
+    ) -> None:
+        self.config = ClientConfig.load(config, target=target, **options)
+        cfg = self.config
+        self._codec: Codec = make_codec(cfg.codec)
+        self._limit = cfg.max_message_size
+        self._compress = cfg.compression == "zlib"
+        self._pool = ConnectionPool(
+            ssl=ssl if ssl is not None else cfg.ssl_context(),
+            connect_timeout=cfg.connect_timeout,
+            max_message_size=cfg.max_message_size,
+            heartbeat_interval=cfg.heartbeat_interval,
+            heartbeat_timeout=cfg.heartbeat_timeout,
+        )
+        self._direct = cfg.target if cfg.target is not None and is_address(cfg.target) else None
+        self._selector: Selector | None = None
+        self._chain = build_chain(list(interceptors), self._invoke)
+        self._closed = False
+
+    async def call(
+        self,
+        method: str,
+        request: Any = None,
+        *,
+        timeout: float | None = _UNSET,
+        metadata: Metadata | None = None,
+        **options: Any,
+    ) -> Any:
+        """Call `method` (`/service/Method`) and return its reply.
+
+        `timeout` (seconds) travels to the server as the call's deadline; it defaults to the
+        config's `timeout`. Extra keyword options are for plugins (a balancer's hash key, say).
+        """
+        ctx = self._context(method, timeout, metadata, options, oneway=False)
+        return await self._chain(ctx, request)
+
+    async def notify(
+        self, method: str, request: Any = None, *, metadata: Metadata | None = None, **options: Any
+    ) -> None:
+        """A one-way call: sent once the request is written to the connection; no reply, no error back."""
+        ctx = self._context(method, _UNSET, metadata, options, oneway=True)
+        await self._chain(ctx, request)
+
+    def _context(
+        self, method: str, timeout: float | None, metadata: Metadata | None, options: dict[str, Any], oneway: bool
+    ) -> CallContext:
+        if self._closed:
+            raise RuntimeError("client is closed")
+        if not method.startswith("/") or method.count("/") != 2:
+            raise InvalidRequest(f"method path {method!r} is not /<service>/<Method>")
+        if timeout is _UNSET:
+            timeout = self.config.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # A copy: interceptors may add metadata without touching the caller's dict.
+        ctx = CallContext(method, dict(metadata) if metadata else {}, deadline, oneway=oneway)
+        if options:
+            ctx.options.update(options)
+        return ctx
+
+    async def _invoke(self, ctx: CallContext, request: Any) -> Any:
+        flags, body = self._encode(request)
+        conn = await self._connection(ctx)
+        ctx.peer = conn.address
+        remaining = ctx.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceeded(f"{ctx.method}: deadline passed before the request was sent")
+        head = pack_request_head(ctx.method, ctx.metadata, remaining)
+        if len(head) + len(body) > self._limit:
+            raise MessageTooLarge(f"request of {len(head) + len(body)} bytes is over the {self._limit}-byte limit")
+        if ctx.oneway:
+            conn.notify(head, body, flags=flags, codec=self._codec.id)
+            await conn.drain()
+            return None
+        frame = await self._exchange(conn, ctx, head, body, flags, remaining)
+        return self._decode_reply(ctx, frame)
+
+    async def _exchange(
+        self, conn: ClientConnection, ctx: CallContext, head: bytes, body: bytes, flags: int, remaining: float | None
+    ) -> Frame:
+        rid, future = conn.request(head, body, flags=flags, codec=self._codec.id)
+        timer = None
+        if remaining is not None:
+            timer = asyncio.get_running_loop().call_later(remaining, _expire, future, ctx.method, remaining)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            conn.cancel(rid)  # the caller gave up: let the server stop too
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+                conn.pending.pop(rid, None)
+            conn.call_finished()
+
+    def _decode_reply(self, ctx: CallContext, frame: Frame) -> Any:
+        code, message, type_name, metadata = unpack_response_head(frame.head)
+        if metadata:
+            ctx.response_metadata.update(metadata)
+        if code:
+            raise error_from_status(code, message, type_name)
+        if frame.codec != self._codec.id:
+            raise ProtocolError(f"server replied in codec {frame.codec}, not {self._codec.name!r}")
+        return decode_body(self._codec, frame.flags, frame.body, limit=self._limit, error=ProtocolError, what="reply")
+
+    def _encode(self, request: Any) -> tuple[int, bytes]:
+        try:
+            return encode_body(self._codec, request, compress=self._compress,
+                               threshold=self.config.compression_threshold, limit=self._limit, what="request")
+        except MessageTooLarge:
+            raise
+        except Exception as exc:
+            raise InvalidRequest(f"cannot encode request with codec {self._codec.name!r}: {exc}") from exc
+
+    async def _connection(self, ctx: CallContext) -> ClientConnection:
+        address = self._direct
+        if address is None:
+            selector = self._selector or self._make_selector()
+            node = await _within_deadline(selector.select(self.config.target or ctx.service, ctx), ctx)
+            address = node.address
+        conn = self._pool.get_open(address)
+        if conn is None:
+            conn = await _within_deadline(self._pool.connect(address), ctx)
+        return conn
+
+    def _make_selector(self) -> Selector:
+        cfg = self.config
+        self._selector = Selector(make_resolver(cfg), make_balancer_factory(cfg.balancer))
+        return self._selector
+
+    @property
+    def selector(self) -> Selector:
+        """Where nodes come from for service-name targets (made on first use)."""
+        return self._selector or self._make_selector()
+
+    async def close(self) -> None:
+        """Close every connection this client opened and stop its resolver watches."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._pool.close()
+        if self._selector is not None:
+            await self._selector.close()
+            await self._selector.resolver.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+def _expire(future: asyncio.Future[Frame], method: str, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceeded(f"{method}: no reply within {timeout:.3f}s"))
+
+
+async def _within_deadline(awaitable: Any, ctx: CallContext) -> Any:
+    remaining = ctx.time_remaining()
+    if remaining is None:
+        return await awaitable
+    try:
+        async with asyncio.timeout(max(remaining, 0)) as scope:
+            return await awaitable
+    except TimeoutError as exc:
+        if scope.expired():
+            raise DeadlineExceeded(f"{ctx.method}: deadline passed while finding or connecting to a server") from exc
+        raise

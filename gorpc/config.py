@@ -1,0 +1,174 @@
+"""Frozen, validated configuration for servers and clients.
+
+A TOML file and keyword arguments produce the same objects; keywords override the file:
+
+    [server]                      # ServerConfig fields
+    address = "127.0.0.1:8000"
+    [client]                      # ClientConfig fields
+    balancer = "round_robin"
+    [plugins.static]              # options for the plugin called "static", shared by both roles
+    services = { "helloworld.Greeter" = ["127.0.0.1:8000"] }
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import ssl
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Self
+
+from gorpc import plugins
+from gorpc.address import parse_address
+from gorpc.compression import CHOICES as COMPRESSION_CHOICES
+from gorpc.exceptions import ConfigError
+
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+MAX_FRAME_LENGTH = 0xFFFFFFFF  # head + body length fields are uint32
+
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _CommonConfig:
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    compression: str = "none"
+    compression_threshold: int = 1024  # bodies shorter than this are sent uncompressed
+    heartbeat_interval: float = 10.0  # ping a connection idle this long
+    heartbeat_timeout: float = 30.0  # drop a connection silent this long
+    uvloop: bool = True  # used when installed
+    resolver: Any = "static"  # a name, or a ResolverPlugin object
+    tracer: Any = None  # a name, or a TracingPlugin object; None = no tracing
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require(0 < self.max_message_size <= MAX_FRAME_LENGTH, "max_message_size must be 1..4294967295")
+        _require(self.compression_threshold >= 0, "compression_threshold must be >= 0")
+        _require(self.heartbeat_interval > 0, "heartbeat_interval must be > 0")
+        _require(
+            self.heartbeat_timeout > self.heartbeat_interval,
+            "heartbeat_timeout must be greater than heartbeat_interval",
+        )
+        _require((self.tls_cert is None) == (self.tls_key is None), "tls_cert and tls_key go together")
+        _require(self.compression in COMPRESSION_CHOICES, f"compression must be one of {COMPRESSION_CHOICES}")
+        _check_plugin(plugins.RESOLVERS, self.resolver)
+        if self.tracer is not None:
+            _check_plugin(plugins.TRACERS, self.tracer)
+        # Frozen all the way down, so a config shared by many objects cannot be changed by one.
+        frozen = {name: MappingProxyType(dict(opts)) for name, opts in self.plugins.items()}
+        object.__setattr__(self, "plugins", MappingProxyType(frozen))
+
+    def plugin_options(self, name: str) -> Mapping[str, Any]:
+        return self.plugins.get(name, MappingProxyType({}))
+
+    @classmethod
+    def load(cls, source: ConfigSource | _CommonConfig = None, /, **overrides: Any) -> Self:
+        """Build from a TOML file, a parsed mapping or a config object, and keyword overrides."""
+        if isinstance(source, cls):
+            return dataclasses.replace(source, **{k: v for k, v in overrides.items() if v is not None})
+        data = _read(source)
+        section = dict(data.get(cls._section, {}))
+        section["plugins"] = {**data.get("plugins", {}), **section.get("plugins", {})}
+        section.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(f"unknown [{cls._section}] option(s) {unknown}; known: {sorted(known)}")
+        try:
+            return cls(**section)
+        except TypeError as exc:
+            raise ConfigError(f"invalid [{cls._section}] configuration: {exc}") from exc
+
+    _section = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig(_CommonConfig):
+    """How a server listens, stops and registers itself."""
+
+    _section = "server"
+    address: str = "127.0.0.1:8000"
+    advertise_address: str | None = None  # what the resolver registers, if not `address`
+    grace: float = 5.0  # seconds in-flight calls get to finish on a graceful stop
+    max_workers: int | None = None  # thread pool for plain `def` handlers (None: Python's default)
+    metadata: Mapping[str, str] = field(default_factory=dict)  # registered with each service
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        parse_address(self.address)
+        if self.advertise_address is not None:
+            parse_address(self.advertise_address)
+        _require(self.grace >= 0, "grace must be >= 0")
+        _require(self.max_workers is None or self.max_workers > 0, "max_workers must be > 0")
+        object.__setattr__(self, "metadata", MappingProxyType({k: str(v) for k, v in self.metadata.items()}))
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls_cert is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.tls_ca)
+        context.load_cert_chain(self.tls_cert, self.tls_key)
+        if self.tls_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED  # a CA for clients means: clients must show a cert
+        return context
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientConfig(_CommonConfig):
+    """How a client finds servers and makes calls."""
+
+    _section = "client"
+    target: str | None = None  # host:port, unix:/path, a service name, or None: resolve per call
+    codec: Any = "msgpack"  # a name, or a Codec object
+    balancer: Any = "round_robin"  # a name, or a zero-argument Balancer factory
+    timeout: float | None = None  # default per-call timeout in seconds
+    connect_timeout: float = 5.0
+    tls: bool = False  # TLS with the system's CAs (implied by tls_ca / tls_cert)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_plugin(plugins.CODECS, self.codec)
+        _check_plugin(plugins.BALANCERS, self.balancer)
+        _require(self.timeout is None or self.timeout > 0, "timeout must be > 0")
+        _require(self.connect_timeout > 0, "connect_timeout must be > 0")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not (self.tls or self.tls_ca or self.tls_cert):
+            return None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls_ca)
+        if self.tls_cert is not None:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
+
+
+def _read(source: ConfigSource | _CommonConfig) -> Mapping[str, Any]:
+    if isinstance(source, _CommonConfig):
+        raise ConfigError(f"a {type(source).__name__} cannot configure this role")
+    if source is None:
+        return {}
+    if isinstance(source, Mapping):
+        return source
+    path = Path(source)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {str(path)!r} not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from exc
+
+
+def _check_plugin(group: str, value: Any) -> None:
+    if isinstance(value, str):
+        plugins.check(group, value)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)

@@ -1,0 +1,219 @@
+"""Dispatch: the service registry, and running one request through interceptors to its handler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+from gorpc.context import CallContext
+from gorpc.envelope import pack_response_head, unpack_request_head
+from gorpc.exceptions import (
+    Cancelled,
+    ConfigError,
+    DeadlineExceeded,
+    InternalError,
+    InvalidRequest,
+    MessageTooLarge,
+    MethodNotFound,
+    ProtocolError,
+    RemoteError,
+    RPCError,
+    Unavailable,
+)
+from gorpc.frame import Frame, MessageType, OversizedFrame, encode_header
+from gorpc.interceptors import build_chain
+from gorpc.payload import decode_body, encode_body
+from gorpc.protocol import Connection
+from gorpc.service import Method, Service, service_methods
+from gorpc.types import Codec, Interceptor
+
+logger = logging.getLogger("gorpc.server")
+
+
+class MethodTable:
+    """Every method a server hosts, by path."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, Service] = {}
+        self.methods: dict[str, Method] = {}
+
+    def add(self, service: Service) -> None:
+        name = type(service).name
+        if name in self.services:
+            raise ConfigError(f"service {name!r} is already registered")
+        methods = list(service_methods(service))
+        self.services[name] = service
+        self.methods.update((m.path, m) for m in methods)
+
+    def lookup(self, path: str) -> Method:
+        method = self.methods.get(path)
+        if method is not None:
+            return method
+        service = path.split("/")[1] if path.count("/") == 2 and path.startswith("/") else None
+        if service in self.services:
+            raise MethodNotFound(f"service {service!r} has no method {path.rsplit('/', 1)[1]!r}")
+        if service is None:
+            raise MethodNotFound(f"malformed method path {path!r}: expected /<service>/<method>")
+        raise MethodNotFound(f"unknown service {service!r}; this server hosts {sorted(self.services)}")
+
+
+class Dispatcher:
+    """Runs requests: decode, interceptors, handler under its deadline, encode the reply."""
+
+    def __init__(
+        self,
+        table: MethodTable,
+        *,
+        codecs: Mapping[int, Codec],
+        interceptors: Sequence[Interceptor],
+        executor: Executor | None,
+        max_message_size: int,
+        compress: bool,
+        compression_threshold: int,
+    ) -> None:
+        self._table = table
+        self._codecs = codecs
+        self._executor = executor
+        self._limit = max_message_size
+        self._compress = compress
+        self._threshold = compression_threshold
+        self._chain = build_chain(interceptors, self._call_handler)
+        self.inflight: set[asyncio.Task[None]] = set()
+        self.stopping = False
+
+    def dispatch(self, conn: ServerConnection, frame: Frame) -> None:
+        oneway = frame.type == MessageType.ONEWAY
+        rid = frame.request_id
+        if self.stopping:
+            if not oneway:
+                conn.send_error(rid, Unavailable("server is stopping; retry on another instance"))
+            return
+        if not oneway and rid in conn.calls:
+            raise ProtocolError(f"request id {rid} is already in flight on this connection")
+        task = asyncio.get_running_loop().create_task(self._run(conn, frame, oneway))
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+        if not oneway:
+            conn.calls[rid] = task
+
+    async def _run(self, conn: ServerConnection, frame: Frame, oneway: bool) -> None:
+        rid = frame.request_id
+        path = "?"
+        try:
+            path, metadata, timeout = unpack_request_head(frame.head)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            ctx = CallContext(path, metadata, deadline, conn.peer, oneway)
+            codec = self._codec(frame.codec)
+            request = decode_body(
+                codec, frame.flags, frame.body, limit=self._limit, error=InvalidRequest, what="request"
+            )
+            reply = await self._call_with_deadline(ctx, request, timeout)
+            if not oneway:
+                head = pack_response_head(0, None, None, ctx.response_metadata)
+                flags, body = self._encode_reply(codec, reply, len(head))
+                conn.send(encode_header(MessageType.RESPONSE, rid, len(head), len(body), flags=flags,
+                                        codec=frame.codec), head, body)
+        except asyncio.CancelledError:
+            if not oneway:
+                conn.send_error(rid, Unavailable("server stopped before the call completed")
+                                if self.stopping else Cancelled(f"{path} was cancelled"))
+            raise
+        except Exception as exc:
+            error = _as_rpc_error(exc, path)
+            if oneway:
+                logger.warning("one-way call %s from %s failed: %s", path, conn.peer, error)
+            else:
+                conn.send_error(rid, error)
+        finally:
+            if not oneway:
+                conn.calls.pop(rid, None)
+
+    async def _call_with_deadline(self, ctx: CallContext, request: Any, timeout: float | None) -> Any:
+        if timeout is None:
+            return await self._chain(ctx, request)
+        if timeout <= 0:
+            raise DeadlineExceeded(f"{ctx.method}: deadline had passed when the request arrived")
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                return await self._chain(ctx, request)
+        except TimeoutError as exc:
+            if scope.expired():
+                raise DeadlineExceeded(f"{ctx.method}: deadline of {timeout:.3f}s exceeded") from exc
+            raise
+
+    async def _call_handler(self, ctx: CallContext, request: Any) -> Any:
+        method = self._table.lookup(ctx.method)
+        args = (request, ctx) if method.takes_context else (request,)
+        if method.is_async:
+            return await method.func(*args)
+        # Plain `def` handlers run in the pool so they never block the loop; contextvars go with them.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, contextvars.copy_context().run, method.func, *args)
+
+    def _codec(self, codec_id: int) -> Codec:
+        codec = self._codecs.get(codec_id)
+        if codec is None:
+            known = {c.name: i for i, c in self._codecs.items()}
+            raise InvalidRequest(f"unknown codec id {codec_id}; this server knows {known}")
+        return codec
+
+    def _encode_reply(self, codec: Codec, reply: Any, head_len: int) -> tuple[int, bytes]:
+        try:
+            return encode_body(codec, reply, compress=self._compress, threshold=self._threshold,
+                               limit=self._limit - head_len, what="reply")
+        except MessageTooLarge:
+            raise
+        except Exception as exc:
+            raise InternalError(f"cannot encode reply with codec {codec.name!r}: {exc}") from exc
+
+
+def _as_rpc_error(exc: Exception, path: str) -> RPCError:
+    """The error the caller gets. A handler's own exception is logged here with its traceback."""
+    if isinstance(exc, RPCError):
+        return exc
+    logger.error("handler %s raised %s", path, type(exc).__name__, exc_info=exc)
+    return RemoteError(str(exc), type_name=type(exc).__name__)
+
+
+class ServerConnection(Connection):
+    """A server's side of one client connection."""
+
+    def __init__(self, dispatcher: Dispatcher, **limits: Any) -> None:
+        super().__init__(**limits)
+        self._dispatcher = dispatcher
+        self.calls: dict[int, asyncio.Task[None]] = {}
+
+    def frame_received(self, frame: Frame) -> None:
+        msg_type = frame.type
+        if msg_type == MessageType.REQUEST or msg_type == MessageType.ONEWAY:
+            self._dispatcher.dispatch(self, frame)
+        elif msg_type == MessageType.CANCEL:
+            task = self.calls.get(frame.request_id)
+            if task is not None:
+                task.cancel()
+        else:
+            super().frame_received(frame)
+
+    def oversized_frame_received(self, frame: OversizedFrame) -> None:
+        if frame.type not in (MessageType.REQUEST, MessageType.ONEWAY):
+            super().oversized_frame_received(frame)
+        logger.warning("refused a %d-byte request from %s: over the size limit", frame.size, self.peer)
+        if frame.type == MessageType.ONEWAY:
+            return
+        self.send_error(frame.request_id, MessageTooLarge(
+            f"request of {frame.size} bytes is over the server's {self._decoder.max_size}-byte limit"))
+
+    def send_error(self, request_id: int, error: RPCError) -> None:
+        type_name = error.type_name if isinstance(error, RemoteError) else None
+        head = pack_response_head(error.code, error.message, type_name, None)
+        self.send(encode_header(MessageType.RESPONSE, request_id, len(head), 0), head)
+
+    def lost(self, exc: Exception | None) -> None:
+        # Nobody is left to read these replies; stop the work.
+        for task in self.calls.values():
+            task.cancel()

@@ -1,0 +1,57 @@
+"""The msgpack envelope in a frame's head: what a call carries besides its payload.
+
+Request head:  [method path, metadata or nil, timeout in seconds or nil]
+Response head: [status code, message or nil, error type name or nil, metadata or nil]
+
+The envelope is msgpack whatever the payload codec, so errors can always be reported, even to a
+caller whose codec the server does not know.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from gorpc.exceptions import ProtocolError, StatusCode
+
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+
+OK_HEAD = _packb([0, None, None, None])
+
+
+def pack_request_head(method: str, metadata: dict[str, Any] | None, timeout: float | None) -> bytes:
+    return _packb([method, metadata or None, timeout])
+
+
+def unpack_request_head(data: memoryview) -> tuple[str, dict[str, Any], float | None]:
+    try:
+        method, metadata, timeout = _unpackb(data)
+    except Exception as exc:
+        raise ProtocolError(f"malformed request head: {exc}") from exc
+    if not isinstance(method, str):
+        raise ProtocolError(f"method path must be a string, got {type(method).__name__}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ProtocolError(f"metadata must be a map, got {type(metadata).__name__}")
+    if timeout is not None and not isinstance(timeout, (int, float)):
+        raise ProtocolError(f"timeout must be a number, got {type(timeout).__name__}")
+    return method, metadata or {}, timeout
+
+
+def pack_response_head(
+    code: int, message: str | None, type_name: str | None, metadata: dict[str, Any] | None
+) -> bytes:
+    if code == StatusCode.OK and not metadata:
+        return OK_HEAD
+    return _packb([code, message, type_name, metadata or None])
+
+
+def unpack_response_head(data: memoryview) -> tuple[int, str, str | None, dict[str, Any] | None]:
+    try:
+        code, message, type_name, metadata = _unpackb(data)
+    except Exception as exc:
+        raise ProtocolError(f"malformed response head: {exc}") from exc
+    if not isinstance(code, int):
+        raise ProtocolError(f"status code must be an integer, got {type(code).__name__}")
+    return code, message or "", type_name, metadata

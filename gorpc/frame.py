@@ -1,0 +1,137 @@
+"""Frame header encoding and buffer-based frame parsing (see docs/protocol.md).
+
+    0      2      3      4      5      6        8            12           16           20
+    +------+------+------+------+------+--------+------------+------------+------------+
+    | magic| ver  | type | flags| codec| reserved| request id | head length| body length|
+    +------+------+------+------+------+--------+------------+------------+------------+
+
+All integers are big-endian and unsigned. `head` is a msgpack envelope (method path, metadata,
+deadline or status); `body` is the payload in the codec named by `codec`.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import NamedTuple
+
+from gorpc.exceptions import ProtocolError
+
+MAGIC = b"GR"
+VERSION = 1
+HEADER = struct.Struct("!2sBBBBHIII")
+HEADER_SIZE = HEADER.size  # 20
+MAX_REQUEST_ID = 0xFFFFFFFF
+
+FLAG_COMPRESSED = 0x01
+
+
+class MessageType(enum.IntEnum):
+    REQUEST = 1
+    RESPONSE = 2
+    ONEWAY = 3  # a request that gets no response
+    PING = 4
+    PONG = 5
+    GOAWAY = 6  # the sender is stopping: send no new calls on this connection
+    CANCEL = 7  # the caller gave up on request `request_id`
+
+
+KNOWN_TYPES = frozenset(int(t) for t in MessageType)
+
+
+class Frame(NamedTuple):
+    type: int
+    flags: int
+    codec: int
+    request_id: int
+    head: memoryview
+    body: memoryview
+
+
+class OversizedFrame(NamedTuple):
+    """A frame whose head + body exceed the limit. Its bytes are skipped, never buffered."""
+
+    type: int
+    request_id: int
+    size: int
+
+
+def encode_header(
+    msg_type: int, request_id: int, head_len: int, body_len: int, *, flags: int = 0, codec: int = 0
+) -> bytes:
+    return HEADER.pack(MAGIC, VERSION, msg_type, flags, codec, 0, request_id, head_len, body_len)
+
+
+class FrameDecoder:
+    """Turns a byte stream into frames.
+
+    Complete frames are sliced out of the received bytes without copying; only a trailing partial
+    frame is kept. A frame over `max_size` is reported as OversizedFrame and its bytes discarded as
+    they arrive. A bad magic or version raises ProtocolError: the stream cannot be resynchronised.
+    """
+
+    __slots__ = ("_buffer", "_need", "_skip", "max_size")
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._buffer = bytearray()
+        self._need = HEADER_SIZE  # bytes the buffered partial frame needs before it can be parsed
+        self._skip = 0  # bytes of an oversized frame still to discard
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Frame | OversizedFrame]:
+        if self._skip:
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return []
+            data = data[self._skip :]
+            self._skip = 0
+        if self._buffer:
+            self._buffer += data
+            if len(self._buffer) < self._need:
+                return []  # don't re-copy a large partial frame on every chunk
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        return self._parse(data)
+
+    def _parse(self, data: bytes) -> list[Frame | OversizedFrame]:
+        frames: list[Frame | OversizedFrame] = []
+        view = memoryview(data)
+        pos, end = 0, len(data)
+        while end - pos >= HEADER_SIZE:
+            magic, version, msg_type, flags, codec, _, request_id, head_len, body_len = HEADER.unpack_from(
+                data, pos
+            )
+            _check_magic_version(magic, version)
+            size = head_len + body_len
+            start = pos + HEADER_SIZE
+            if size > self.max_size:
+                frames.append(OversizedFrame(msg_type, request_id, size))
+                available = end - start
+                if available < size:
+                    self._skip = size - available
+                    pos = end
+                    break
+                pos = start + size
+                continue
+            if end - start < size:
+                self._need = HEADER_SIZE + size
+                break
+            split = start + head_len
+            pos = split + body_len
+            frames.append(Frame(msg_type, flags, codec, request_id, view[start:split], view[split:pos]))
+        if pos < end:
+            self._buffer += view[pos:]
+            if end - pos < HEADER_SIZE:
+                self._need = HEADER_SIZE
+        return frames
+
+
+def _check_magic_version(magic: bytes, version: int) -> None:
+    if magic != MAGIC:
+        raise ProtocolError(f"bad magic {magic!r}: not a gorpc peer")
+    if version != VERSION:
+        raise ProtocolError(f"unsupported protocol version {version} (this side speaks {VERSION})")

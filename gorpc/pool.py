@@ -1,0 +1,79 @@
+"""One multiplexed connection per address, opened on first use and again after it is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+from typing import Any
+
+from gorpc.address import UnixAddress, parse_address
+from gorpc.channel import ClientConnection
+from gorpc.exceptions import Unavailable
+
+
+class ConnectionPool:
+    def __init__(self, *, ssl: ssl_module.SSLContext | None, connect_timeout: float, **limits: Any) -> None:
+        self._ssl = ssl
+        self._connect_timeout = connect_timeout
+        self._limits = limits
+        self._open: dict[str, ClientConnection] = {}
+        self._connecting: dict[str, asyncio.Task[ClientConnection]] = {}
+        self._all: set[ClientConnection] = set()  # open and draining, for close()
+
+    def get_open(self, address: str) -> ClientConnection | None:
+        """The usable connection to `address`, if there is one (the call path's fast path)."""
+        conn = self._open.get(address)
+        return conn if conn is not None and conn.is_open else None
+
+    async def connect(self, address: str) -> ClientConnection:
+        """The connection to `address`, opening it if needed; concurrent callers share one attempt."""
+        conn = self.get_open(address)
+        if conn is not None:
+            return conn
+        task = self._connecting.get(address)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._open_connection(address))
+            self._connecting[address] = task
+            task.add_done_callback(lambda t: self._connect_done(address, t))
+        return await asyncio.shield(task)  # one caller's timeout must not cancel the others' connect
+
+    def _connect_done(self, address: str, task: asyncio.Task[ClientConnection]) -> None:
+        self._connecting.pop(address, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here, so an attempt nobody awaits any more logs nothing
+
+    async def _open_connection(self, address: str) -> ClientConnection:
+        loop = asyncio.get_running_loop()
+        parsed = parse_address(address)
+
+        def factory() -> ClientConnection:
+            return ClientConnection(address, self._forget, **self._limits)
+
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                if isinstance(parsed, UnixAddress):
+                    hostname = "localhost" if self._ssl is not None else None
+                    _, conn = await loop.create_unix_connection(factory, parsed.path, ssl=self._ssl,
+                                                                server_hostname=hostname)
+                else:
+                    _, conn = await loop.create_connection(factory, parsed.host, parsed.port, ssl=self._ssl)
+        except TimeoutError as exc:
+            raise Unavailable(f"connecting to {address} timed out after {self._connect_timeout}s") from exc
+        except (OSError, ssl_module.SSLError) as exc:
+            raise Unavailable(f"cannot connect to {address}: {exc}") from exc
+        self._open[address] = conn
+        self._all.add(conn)
+        conn.closed.add_done_callback(lambda _: self._all.discard(conn))
+        return conn
+
+    def _forget(self, conn: ClientConnection) -> None:
+        if self._open.get(conn.address) is conn:
+            del self._open[conn.address]
+
+    async def close(self) -> None:
+        for task in list(self._connecting.values()):
+            task.cancel()
+        conns = list(self._all)
+        for conn in conns:
+            conn.close()
+        await asyncio.gather(*(conn.closed for conn in conns))

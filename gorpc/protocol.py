@@ -1,0 +1,171 @@
+"""The transport: an asyncio Protocol that frames bytes, coalesces writes and keeps connections alive.
+
+Client and server connections share it and add what each side does with a frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any, cast
+
+from gorpc.exceptions import ProtocolError, Unavailable
+from gorpc.frame import Frame, FrameDecoder, MessageType, OversizedFrame, encode_header
+
+logger = logging.getLogger("gorpc.protocol")
+
+PING = encode_header(MessageType.PING, 0, 0, 0)
+PONG = encode_header(MessageType.PONG, 0, 0, 0)
+GOAWAY = encode_header(MessageType.GOAWAY, 0, 0, 0)
+
+
+class Connection(asyncio.Protocol):
+    """One framed, multiplexed connection.
+
+    Writes made during one turn of the event loop go out in one `transport.write`; a connection
+    silent for `heartbeat_interval` is pinged and one silent for `heartbeat_timeout` is dropped.
+    """
+
+    def __init__(self, *, max_message_size: int, heartbeat_interval: float, heartbeat_timeout: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._decoder = FrameDecoder(max_message_size)
+        self._heartbeat_interval = heartbeat_interval
+        self._heartbeat_timeout = heartbeat_timeout
+        self._heartbeat_timer: asyncio.TimerHandle | None = None
+        self._last_received = self._loop.time()
+        self._out: list[bytes | memoryview] = []
+        self._flush_scheduled = False
+        self._write_ready = asyncio.Event()
+        self._write_ready.set()
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.closed: asyncio.Future[None] = self._loop.create_future()
+        self.going_away = False  # the peer said GOAWAY: no new calls on this connection
+        self._close_reason: Exception | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = peer_name(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Small frames must not wait for Nagle's algorithm (asyncio sets this; uvloop too, but be sure).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._last_received = self._loop.time()
+        self._heartbeat_timer = self._loop.call_later(self._heartbeat_interval, self._check_heartbeat)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_received = self._loop.time()
+        try:
+            for frame in self._decoder.feed(data):
+                if type(frame) is Frame:
+                    self.frame_received(frame)
+                else:
+                    self.oversized_frame_received(frame)  # type: ignore[arg-type]
+        except ProtocolError as exc:
+            logger.warning("closing connection from %s: %s", self.peer, exc.message)
+            self.abort(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        exc = self._close_reason or exc
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
+        self._out.clear()
+        self._write_ready.set()
+        self.transport = None
+        self.lost(exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_ready.clear()
+
+    def resume_writing(self) -> None:
+        self._write_ready.set()
+
+    # -- hooks for subclasses ---------------------------------------------------------------------
+
+    def frame_received(self, frame: Frame) -> None:
+        """Handle the frame types both sides share; subclasses handle calls first."""
+        msg_type = frame.type
+        if msg_type == MessageType.PING:
+            self.send(PONG)
+        elif msg_type == MessageType.PONG:
+            pass
+        elif msg_type == MessageType.GOAWAY:
+            self.going_away = True
+            self.goaway_received()
+        else:
+            raise ProtocolError(f"unexpected message type {msg_type} from {self.peer}")
+
+    def oversized_frame_received(self, frame: OversizedFrame) -> None:
+        raise ProtocolError(f"message of {frame.size} bytes from {self.peer} is over the size limit")
+
+    def goaway_received(self) -> None:
+        """The peer is stopping."""
+
+    def lost(self, exc: Exception | None) -> None:
+        """The connection is gone; `exc` is why, or None for a clean close."""
+
+    # -- sending and closing ----------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def send(self, *parts: bytes | memoryview) -> None:
+        """Queue bytes; everything queued in this loop turn goes out in one write."""
+        if self.transport is None:
+            return
+        self._out.extend(parts)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.transport is not None and self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is over its high-water mark."""
+        await self._write_ready.wait()
+
+    def close(self) -> None:
+        """Close after queued writes are sent."""
+        self._flush()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self, exc: Exception | None = None) -> None:
+        """Drop the connection now, discarding queued writes."""
+        if self.transport is not None:
+            self._close_reason = exc  # asyncio reports None for an abort; keep the real reason
+            self.transport.abort()
+
+    def _check_heartbeat(self) -> None:
+        idle = self._loop.time() - self._last_received
+        if idle >= self._heartbeat_timeout:
+            logger.info("dropping connection to %s: silent for %.1fs", self.peer, idle)
+            self.abort(Unavailable(f"peer {self.peer} sent nothing for {idle:.1f}s (heartbeat timeout)"))
+            return
+        if idle >= self._heartbeat_interval:
+            self.send(PING)
+            delay = min(self._heartbeat_interval, self._heartbeat_timeout - idle)
+        else:
+            delay = self._heartbeat_interval - idle
+        self._heartbeat_timer = self._loop.call_later(delay, self._check_heartbeat)
+
+
+def peer_name(transport: asyncio.BaseTransport) -> str:
+    peer: Any = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
+        return f"{host}:{peer[1]}"
+    sockname = transport.get_extra_info("sockname")
+    return f"unix:{sockname}" if sockname else "unix:"

@@ -1,0 +1,94 @@
+"""Selecting a node for a call: a cached node list per service, kept fresh by the resolver's watch.
+
+The call path never asks the resolver: the first call for a service waits for one resolution,
+then a background watch replaces the list as it changes. If the watch fails, the last good list
+keeps serving while the watch retries with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from gorpc.context import CallContext
+from gorpc.exceptions import NoNodesAvailable, RPCError, Unavailable
+from gorpc.types import Balancer, Node, ResolverPlugin
+
+logger = logging.getLogger("gorpc.selector")
+
+WATCH_BACKOFF_START = 0.1
+WATCH_BACKOFF_MAX = 30.0
+
+
+class _ServiceEntry:
+    __slots__ = ("balancer", "first", "nodes", "watcher")
+
+    def __init__(self, balancer: Balancer) -> None:
+        self.balancer = balancer
+        self.nodes: Sequence[Node] | None = None
+        self.first: asyncio.Task[None] | None = None
+        self.watcher: asyncio.Task[None] | None = None
+
+
+class Selector:
+    def __init__(self, resolver: ResolverPlugin, balancer_factory: Callable[[], Balancer]) -> None:
+        self.resolver = resolver
+        self._balancer_factory = balancer_factory
+        self._entries: dict[str, _ServiceEntry] = {}
+
+    async def select(self, service: str, ctx: CallContext) -> Node:
+        entry = self._entries.get(service)
+        if entry is None or entry.nodes is None:
+            entry = await self._resolve_first(service)
+        nodes = entry.nodes
+        if not nodes:
+            raise NoNodesAvailable(service, "the resolver lists no instance")
+        return entry.balancer.pick(nodes, ctx)
+
+    def nodes(self, service: str) -> Sequence[Node] | None:
+        """The cached node list, or None before the first resolution."""
+        entry = self._entries.get(service)
+        return None if entry is None else entry.nodes
+
+    async def _resolve_first(self, service: str) -> _ServiceEntry:
+        entry = self._entries.get(service)
+        if entry is None:
+            entry = self._entries[service] = _ServiceEntry(self._balancer_factory())
+        if entry.first is None:
+            entry.first = asyncio.get_running_loop().create_task(self._resolve(service, entry))
+        await asyncio.shield(entry.first)  # one caller's timeout must not cancel everyone's lookup
+        return entry
+
+    async def _resolve(self, service: str, entry: _ServiceEntry) -> None:
+        try:
+            nodes = await self.resolver.resolve(service)
+        except RPCError:
+            entry.first = None  # the next call tries again
+            raise
+        except Exception as exc:
+            entry.first = None
+            raise Unavailable(f"cannot resolve service {service!r}: {exc}") from exc
+        entry.nodes = list(nodes)
+        entry.watcher = asyncio.get_running_loop().create_task(self._watch(service, entry))
+
+    async def _watch(self, service: str, entry: _ServiceEntry) -> None:
+        backoff = WATCH_BACKOFF_START
+        while True:
+            try:
+                async for nodes in self.resolver.watch(service):
+                    entry.nodes = list(nodes)
+                    backoff = WATCH_BACKOFF_START
+                return  # the resolver has no more changes to report
+            except Exception as exc:
+                logger.warning("watch of %r failed (%s); keeping %d cached node(s), retry in %.1fs",
+                               service, exc, len(entry.nodes or ()), backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, WATCH_BACKOFF_MAX)
+
+    async def close(self) -> None:
+        tasks = [t for e in self._entries.values() for t in (e.first, e.watcher) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._entries.clear()

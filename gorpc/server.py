@@ -1,0 +1,241 @@
+"""The server: hosts services, listens on TCP or a Unix socket, stops gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl as ssl_module
+import stat
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, Self
+
+from gorpc.address import TcpAddress, UnixAddress, parse_address
+from gorpc.config import ConfigSource, ServerConfig
+from gorpc.dispatch import Dispatcher, MethodTable, ServerConnection
+from gorpc.exceptions import RPCError, Unavailable
+from gorpc.plugins import all_codecs, make_resolver
+from gorpc.protocol import GOAWAY
+from gorpc.runtime import loop_factory
+from gorpc.service import Service
+from gorpc.types import Interceptor, ResolverPlugin, ServiceInstance
+
+logger = logging.getLogger("gorpc.server")
+
+
+class Server:
+    """Serves registered services.
+
+    `serve()` blocks until SIGINT/SIGTERM and then stops gracefully; in async code use
+    `async with Server(...)` or `await start()` / `await stop()`.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        config: ConfigSource | ServerConfig = None,
+        interceptors: Sequence[Interceptor] = (),
+        ssl: ssl_module.SSLContext | None = None,
+        **options: Any,
+    ) -> None:
+        self.config = ServerConfig.load(config, address=address, **options)
+        self._interceptors = list(interceptors)
+        self._ssl = ssl if ssl is not None else self.config.ssl_context()
+        self._table = MethodTable()
+        self._listener: asyncio.Server | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._resolver: ResolverPlugin | None = None
+        self._registered: list[ServiceInstance] = []
+        self._connections: set[ServerConnection] = set()
+        self._stopped = asyncio.Event()
+        self._stopping = False
+        self.address = self.config.address  # the bound address once started (port 0 resolved)
+
+    def register(self, *services: Service) -> None:
+        """Host these services. Registering after start, or a name twice, raises."""
+        if self._listener is not None:
+            raise RuntimeError("register services before the server starts")
+        for service in services:
+            self._table.add(service)
+
+    @property
+    def services(self) -> list[str]:
+        return sorted(self._table.services)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen, then register each service with the resolver. Raises Unavailable if either fails."""
+        if self._listener is not None:
+            raise RuntimeError("server already started")
+        cfg = self.config
+        self._executor = ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="gorpc-handler")
+        self._dispatcher = Dispatcher(
+            self._table,
+            codecs=all_codecs(),
+            interceptors=self._interceptors,
+            executor=self._executor,
+            max_message_size=cfg.max_message_size,
+            compress=cfg.compression == "zlib",
+            compression_threshold=cfg.compression_threshold,
+        )
+        self._listener = await self._listen()
+        self.address = self._bound_address()
+        try:
+            await self._register()
+        except BaseException:
+            await self._close_listener()
+            raise
+        logger.info("serving %s on %s", ", ".join(self.services) or "no services", self.address)
+
+    async def _listen(self) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        address = parse_address(self.config.address)
+        try:
+            if isinstance(address, UnixAddress):
+                return await loop.create_unix_server(self._new_connection, address.path, ssl=self._ssl)
+            return await loop.create_server(self._new_connection, address.host, address.port,
+                                            ssl=self._ssl, reuse_address=True)
+        except OSError as exc:
+            raise Unavailable(f"cannot listen on {self.config.address}: {exc}") from exc
+
+    def _new_connection(self) -> ServerConnection:
+        assert self._dispatcher is not None
+        cfg = self.config
+        conn = ServerConnection(
+            self._dispatcher,
+            max_message_size=cfg.max_message_size,
+            heartbeat_interval=cfg.heartbeat_interval,
+            heartbeat_timeout=cfg.heartbeat_timeout,
+        )
+        self._connections.add(conn)
+        conn.closed.add_done_callback(lambda _: self._connections.discard(conn))
+        if self._stopping:
+            conn.send(GOAWAY)
+        return conn
+
+    def _bound_address(self) -> str:
+        assert self._listener is not None
+        address = parse_address(self.config.address)
+        if isinstance(address, UnixAddress):
+            return str(address)
+        host, port = self._listener.sockets[0].getsockname()[:2]
+        return str(TcpAddress(address.host or host, port))
+
+    async def _register(self) -> None:
+        self._resolver = make_resolver(self.config)
+        advertised = self.config.advertise_address or self.address
+        for name in self.services:
+            instance = ServiceInstance(name, advertised, dict(self.config.metadata))
+            try:
+                await self._resolver.register(instance)
+            except RPCError:
+                raise
+            except Exception as exc:
+                raise Unavailable(f"cannot register {name} at {advertised} with the resolver: {exc}") from exc
+            self._registered.append(instance)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Deregister, stop accepting, let in-flight calls finish within `grace` seconds, then close."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        if self._listener is None:
+            return  # never started
+        self._stopping = True
+        grace = self.config.grace if grace is None else grace
+        await self._deregister()
+        self._listener.close()
+        assert self._dispatcher is not None
+        self._dispatcher.stopping = True
+        for conn in list(self._connections):
+            conn.send(GOAWAY)
+        await self._drain(grace)
+        await self._close_connections()
+        await self._close_listener()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._resolver is not None:
+            await self._resolver.close()
+        self._stopped.set()
+        logger.info("stopped serving on %s", self.address)
+
+    async def _deregister(self) -> None:
+        assert self._resolver is not None or not self._registered
+        for instance in self._registered:
+            try:
+                await self._resolver.deregister(instance)  # type: ignore[union-attr]
+            except Exception:
+                logger.exception("could not deregister %s at %s", instance.service, instance.address)
+        self._registered.clear()
+
+    async def _drain(self, grace: float) -> None:
+        assert self._dispatcher is not None
+        inflight = set(self._dispatcher.inflight)
+        if inflight:
+            _, late = await asyncio.wait(inflight, timeout=grace)
+            if late:
+                logger.warning("cancelling %d call(s) still running after %.1fs grace", len(late), grace)
+                for task in late:
+                    task.cancel()
+                await asyncio.wait(late)
+
+    async def _close_connections(self) -> None:
+        conns = list(self._connections)
+        for conn in conns:
+            conn.close()
+        if conns:
+            await asyncio.wait([conn.closed for conn in conns])
+
+    async def _close_listener(self) -> None:
+        if self._listener is None:
+            return
+        self._listener.close()
+        await self._listener.wait_closed()
+        address = parse_address(self.config.address)
+        if isinstance(address, UnixAddress) and _is_socket(address.path):
+            os.unlink(address.path)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # -- blocking entry point ---------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Start, serve until SIGINT or SIGTERM, then stop gracefully. Blocks."""
+        with asyncio.Runner(loop_factory=loop_factory(self.config.uvloop)) as runner:
+            runner.run(self._serve_until_signal())
+
+    async def _serve_until_signal(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            await stop.wait()
+            await self.stop()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,70 @@
+"""Services: public methods of a `Service` subclass are served as `/<service name>/<Method>`."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from gorpc.exceptions import ConfigError
+
+
+class Service:
+    """Base class for services. Set `name` (e.g. "helloworld.Greeter"); it defaults to the class name.
+
+    Each public method is one RPC method. It takes the request, and optionally a second parameter
+    for the `CallContext`. `async def` methods run on the event loop; plain `def` methods run in the
+    server's thread pool, so they may block without stalling other calls.
+    """
+
+    name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__
+
+
+@dataclass(frozen=True)
+class Method:
+    """One servable method, introspected once at registration."""
+
+    path: str
+    func: Callable[..., Any]
+    takes_context: bool
+    is_async: bool
+    doc: str
+
+
+def service_methods(service: Service) -> Iterator[Method]:
+    """The RPC methods of `service`, in name order. Raises ConfigError on an unusable signature."""
+    if not isinstance(service, Service):
+        raise ConfigError(f"{service!r} is not a gorpc.Service instance")
+    name = type(service).name
+    if not name or "/" in name:
+        raise ConfigError(f"service name {name!r} must be non-empty and contain no '/'")
+    base_names = set(dir(Service))
+    for attr in sorted(dir(type(service))):
+        if attr.startswith("_") or attr in base_names:
+            continue
+        func = getattr(service, attr)
+        if callable(func):
+            yield _method(f"/{name}/{attr}", func)
+
+
+def _method(path: str, func: Callable[..., Any]) -> Method:
+    params = [
+        p
+        for p in inspect.signature(func).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(params) not in (1, 2):
+        raise ConfigError(f"{path}: a handler takes (request) or (request, context), not {len(params)} args")
+    return Method(
+        path=path,
+        func=func,
+        takes_context=len(params) == 2,
+        is_async=inspect.iscoroutinefunction(func),
+        doc=inspect.getdoc(func) or "",
+    )

@@ -1,0 +1,88 @@
+"""Every extension point of gorpc, as small typed protocols in one place.
+
+A plugin is an object that satisfies one of these; entry points only find its factory by name
+(see `gorpc.plugins`). Each protocol has one or two methods that matter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from gorpc.context import CallContext
+
+if TYPE_CHECKING:  # the core never imports a tracing library at run time
+    import opentracing
+
+# An interceptor wraps the rest of the chain: `async def mw(ctx, request, next) -> reply`.
+Next = Callable[[CallContext, Any], Awaitable[Any]]
+Interceptor = Callable[[CallContext, Any, Next], Awaitable[Any]]
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """Turns payloads into bytes and back. `id` goes in every frame header (1-255)."""
+
+    name: ClassVar[str]
+    id: ClassVar[int]
+
+    def encode(self, obj: Any) -> bytes: ...
+
+    def decode(self, data: bytes | memoryview) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Node:
+    """One reachable instance of a service: an address plus metadata (weight, tags, version)."""
+
+    address: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        return hash(self.address)
+
+
+@dataclass(frozen=True)
+class ServiceInstance:
+    """What a server registers for each service it hosts."""
+
+    service: str
+    address: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ResolverPlugin(Protocol):
+    """Service discovery. Server side: register on start, deregister on stop.
+    Client side: resolve a service name to nodes, and watch it for changes."""
+
+    async def register(self, instance: ServiceInstance) -> None: ...
+
+    async def deregister(self, instance: ServiceInstance) -> None: ...
+
+    async def resolve(self, service: str) -> Sequence[Node]: ...
+
+    def watch(self, service: str) -> AsyncIterator[Sequence[Node]]: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Balancer(Protocol):
+    """Picks the node for one call. Made once per client and service; may keep state."""
+
+    def pick(self, nodes: Sequence[Node], ctx: CallContext) -> Node: ...
+
+
+@runtime_checkable
+class TracingPlugin(Protocol):
+    """Gives the tracer that spans are made with."""
+
+    def tracer(self, service_name: str) -> opentracing.Tracer: ...
+
+
+# Factories, as entry points name them. Plugin options come from the config's [plugins.<name>] table.
+ResolverFactory = Callable[[Mapping[str, Any]], ResolverPlugin]
+BalancerFactory = Callable[[], Balancer]
+TracingFactory = Callable[[Mapping[str, Any]], TracingPlugin]
