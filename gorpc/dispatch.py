@@ -28,7 +28,7 @@ from gorpc.exceptions import (
 from gorpc.frame import Frame, MessageType, OversizedFrame, encode_header
 from gorpc.interceptors import build_chain
 from gorpc.payload import decode_body, encode_body
-from gorpc.protocol import Connection
+from gorpc.protocol import GOAWAY, Connection
 from gorpc.service import Method, Service, service_methods
 from gorpc.types import Codec, Interceptor
 
@@ -43,10 +43,10 @@ class MethodTable:
         self.methods: dict[str, Method] = {}
 
     def add(self, service: Service) -> None:
+        methods = list(service_methods(service))  # checks `service` first
         name = type(service).name
         if name in self.services:
             raise ConfigError(f"service {name!r} is already registered")
-        methods = list(service_methods(service))
         self.services[name] = service
         self.methods.update((m.path, m) for m in methods)
 
@@ -183,10 +183,17 @@ def _as_rpc_error(exc: Exception, path: str) -> RPCError:
 class ServerConnection(Connection):
     """A server's side of one client connection."""
 
-    def __init__(self, dispatcher: Dispatcher, **limits: Any) -> None:
+    def __init__(self, dispatcher: Dispatcher, registry: set[ServerConnection], **limits: Any) -> None:
         super().__init__(**limits)
         self._dispatcher = dispatcher
+        self._registry = registry
         self.calls: dict[int, asyncio.Task[None]] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._registry.add(self)
+        if self._dispatcher.stopping:
+            self.send(GOAWAY)
 
     def frame_received(self, frame: Frame) -> None:
         msg_type = frame.type
@@ -214,6 +221,7 @@ class ServerConnection(Connection):
         self.send(encode_header(MessageType.RESPONSE, request_id, len(head), 0), head)
 
     def lost(self, exc: Exception | None) -> None:
+        self._registry.discard(self)
         # Nobody is left to read these replies; stop the work.
         for task in self.calls.values():
             task.cancel()

@@ -25,6 +25,8 @@ from gorpc.types import Interceptor, ResolverPlugin, ServiceInstance
 
 logger = logging.getLogger("gorpc.server")
 
+CLOSE_TIMEOUT = 5.0  # seconds a closing connection gets to flush before it is aborted
+
 
 class Server:
     """Serves registered services.
@@ -107,17 +109,15 @@ class Server:
     def _new_connection(self) -> ServerConnection:
         assert self._dispatcher is not None
         cfg = self.config
-        conn = ServerConnection(
+        # The connection adds itself to `_connections` once made: with TLS, a failed handshake
+        # means it is never made, and then there is nothing to close or wait for.
+        return ServerConnection(
             self._dispatcher,
+            self._connections,
             max_message_size=cfg.max_message_size,
             heartbeat_interval=cfg.heartbeat_interval,
             heartbeat_timeout=cfg.heartbeat_timeout,
         )
-        self._connections.add(conn)
-        conn.closed.add_done_callback(lambda _: self._connections.discard(conn))
-        if self._stopping:
-            conn.send(GOAWAY)
-        return conn
 
     def _bound_address(self) -> str:
         assert self._listener is not None
@@ -190,7 +190,13 @@ class Server:
         for conn in conns:
             conn.close()
         if conns:
-            await asyncio.wait([conn.closed for conn in conns])
+            # A peer that stopped reading keeps a close waiting on its send buffer: don't wait forever.
+            _, stuck = await asyncio.wait([conn.closed for conn in conns], timeout=CLOSE_TIMEOUT)
+            for conn in conns:
+                if not conn.closed.done():
+                    conn.abort()
+            if stuck:
+                await asyncio.wait(stuck)
 
     async def _close_listener(self) -> None:
         if self._listener is None:

@@ -1,6 +1,7 @@
 """Serves helloworld.Greeter. Run: python examples/helloworld/server.py [--address host:port]"""
 
 import argparse
+import logging
 
 from gorpc import Server, Service
 
@@ -18,6 +19,7 @@ def main() -> None:
     parser.add_argument("--address", default="127.0.0.1:8000")
     parser.add_argument("--config", default=None, help="a gorpc TOML file")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # shows "serving ... on <address>"
 
     server = Server(address=args.address, config=args.config)
     server.register(Greeter())

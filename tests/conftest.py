@@ -1,0 +1,73 @@
+"""Shared test services and fixtures. Every server listens on port 0."""
+
+import asyncio
+import threading
+import time
+
+import pytest_asyncio
+
+from gorpc import CallContext, InvalidRequest, Service
+from gorpc.testing import loopback
+
+
+class Greeter(Service):
+    """The test service: one method per behaviour a user relies on."""
+
+    name = "helloworld.Greeter"
+
+    def __init__(self) -> None:
+        self.received: asyncio.Queue = asyncio.Queue()
+        self.cancelled = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def SayHello(self, req):
+        return {"msg": req["msg"] + " world"}
+
+    async def Echo(self, req):
+        return req
+
+    async def Fail(self, req):
+        raise ValueError(f"bad value {req!r}")
+
+    async def Refuse(self, req):
+        raise InvalidRequest("name is required")
+
+    async def Sleep(self, seconds):
+        self.started.set()
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return "slept"
+
+    def BlockingSleep(self, seconds):
+        time.sleep(seconds)
+        return threading.current_thread().name
+
+    async def Context(self, req, ctx: CallContext):
+        ctx.response_metadata["served-by"] = "greeter"
+        return {"method": ctx.method, "metadata": ctx.metadata, "peer": ctx.peer,
+                "remaining": ctx.time_remaining()}
+
+    async def Record(self, req):
+        await self.received.put(req)
+
+    async def Unencodable(self, req):
+        return object()
+
+
+@pytest_asyncio.fixture
+async def greeter():
+    return Greeter()
+
+
+@pytest_asyncio.fixture
+async def pair(greeter):
+    async with loopback(greeter) as (server, client):
+        yield server, client
+
+
+@pytest_asyncio.fixture
+async def client(pair):
+    return pair[1]
