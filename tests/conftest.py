@@ -56,6 +56,9 @@ class Greeter(Service):
     async def Unencodable(self, req):
         return object()
 
+    async def Big(self, size):
+        return b"x" * size
+
 
 @pytest_asyncio.fixture
 async def greeter():
@@ -71,3 +74,12 @@ async def pair(greeter):
 @pytest_asyncio.fixture
 async def client(pair):
     return pair[1]
+
+
+def free_port() -> int:
+    """A port nothing listens on (for 'connection refused' tests); the OS picks it."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

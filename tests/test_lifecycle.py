@@ -1,0 +1,132 @@
+"""Starting, stopping and serving: graceful stop, signals, restarts, and the event loop choice."""
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from gorpc import Client, Server, Unavailable
+from gorpc.runtime import loop_factory, uvloop_available
+from gorpc.testing import loopback, server_process
+
+from .conftest import Greeter
+
+HELLO_SERVER = str(Path(__file__).resolve().parent.parent / "examples" / "helloworld" / "server.py")
+
+
+@pytest.mark.asyncio
+async def test_graceful_stop_lets_calls_in_flight_finish_and_refuses_new_ones(greeter):
+    server = Server(address="127.0.0.1:0")
+    server.register(greeter)
+    await server.start()
+    async with Client(server.address) as client:
+        slow = asyncio.create_task(client.call("/helloworld.Greeter/Sleep", 0.3))
+        await greeter.started.wait()
+        stopping = asyncio.create_task(server.stop(grace=10))
+        with pytest.raises(Unavailable):
+            # The server said GOAWAY and closed its listener: a new call cannot start.
+            while True:
+                await client.call("/helloworld.Greeter/Echo", 1)
+        assert await slow == "slept"
+        await stopping
+        assert not greeter.cancelled.is_set()
+
+
+@pytest.mark.asyncio
+async def test_calls_still_running_after_the_grace_period_are_cancelled(greeter):
+    server = Server(address="127.0.0.1:0")
+    server.register(greeter)
+    await server.start()
+    async with Client(server.address) as client:
+        slow = asyncio.create_task(client.call("/helloworld.Greeter/Sleep", 60))
+        await greeter.started.wait()
+        await server.stop(grace=0.1)
+        with pytest.raises(Unavailable, match="server stopped before the call completed"):
+            await slow
+    assert greeter.cancelled.is_set()
+
+
+@pytest.mark.asyncio
+async def test_stop_is_idempotent_and_safe_before_start(greeter):
+    never_started = Server(address="127.0.0.1:0")
+    await never_started.stop()
+    async with loopback(greeter) as (server, _):
+        pass
+    await server.stop()  # again, after the context manager stopped it
+
+
+@pytest.mark.asyncio
+async def test_register_after_start_is_refused(pair, greeter):
+    server, _ = pair
+    with pytest.raises(RuntimeError, match="before the server starts"):
+        server.register(Greeter())
+
+
+@pytest.mark.asyncio
+async def test_address_in_use_is_a_typed_error(pair, greeter):
+    server, _ = pair
+    second = Server(address=server.address)
+    second.register(greeter)
+    with pytest.raises(Unavailable, match="cannot listen on"):
+        await second.start()
+
+
+@pytest.mark.asyncio
+async def test_client_reconnects_to_a_restarted_server(greeter):
+    first = Server(address="127.0.0.1:0")
+    first.register(greeter)
+    await first.start()
+    async with Client(first.address) as client:
+        assert await client.call("/helloworld.Greeter/Echo", 1) == 1
+        await first.stop()
+        with pytest.raises(Unavailable):
+            await client.call("/helloworld.Greeter/Echo", 2)
+        second = Server(address=first.address)
+        second.register(greeter)
+        async with second:
+            assert await client.call("/helloworld.Greeter/Echo", 3) == 3
+
+
+@pytest.mark.asyncio
+async def test_client_close_closes_its_connections(pair):
+    server, _ = pair
+    client = Client(server.address)
+    await client.call("/helloworld.Greeter/Echo", 1)
+    (conn,) = client._pool._all
+    await client.close()
+    assert conn.closed.done()
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.call("/helloworld.Greeter/Echo", 1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stops_gracefully_on_signal(sig):
+    with server_process([HELLO_SERVER, "--address", "127.0.0.1:0"]) as server:
+        reply = _call_blocking(server.address)
+        assert reply == {"msg": "hello world"}
+        assert server.stop(sig) == 0
+    assert any("stopped serving" in line for line in server.output)
+
+
+def _call_blocking(address):
+    from gorpc import BlockingClient
+
+    with BlockingClient(address) as client:
+        return client.call("/helloworld.Greeter/SayHello", {"msg": "hello"}, timeout=10)
+
+
+def test_loop_choice_follows_the_config():
+    assert loop_factory(False) is asyncio.new_event_loop
+    if uvloop_available():
+        import uvloop
+
+        assert loop_factory(True) is uvloop.new_event_loop
+    else:
+        assert loop_factory(True) is asyncio.new_event_loop
+
+
+def test_uvloop_is_installed_for_the_test_run():
+    # The `uvloop` extra is part of the test setup; without it the loop-choice test proves less.
+    assert uvloop_available() or sys.platform == "win32"
