@@ -23,7 +23,16 @@ from gorpc.exceptions import (
 )
 from gorpc.server import Server
 from gorpc.service import Service
-from gorpc.types import Balancer, Codec, Interceptor, Next, Node, ResolverPlugin, ServiceInstance, TracingPlugin
+from gorpc.types import (
+    Balancer,
+    Codec,
+    Interceptor,
+    Next,
+    Node,
+    ResolverPlugin,
+    ServiceInstance,
+    TracingPlugin,
+)
 
 __version__ = "0.1.0"
 

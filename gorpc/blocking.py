@@ -1,7 +1,7 @@
 """A blocking client for scripts: the same calls, no asyncio needed.
 
-    with BlockingClient("127.0.0.1:8000") as client:
-        reply = client.call("/helloworld.Greeter/SayHello", {"msg": "hello"})
+with BlockingClient("127.0.0.1:8000") as client:
+    reply = client.call("/helloworld.Greeter/SayHello", {"msg": "hello"})
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ class BlockingClient:
     def __init__(self, target: str | None = None, **kwargs: Any) -> None:
         self._client = Client(target, **kwargs)
         self._loop = loop_factory(self._client.config.uvloop)()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="gorpc-blocking-client", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="gorpc-blocking-client", daemon=True
+        )
         self._thread.start()
         self._closed = False
 
@@ -46,7 +48,9 @@ class BlockingClient:
         """Call `method` and return its reply; raises the same errors as `Client.call`."""
         return self._run(self._client.call(method, request, timeout=timeout, metadata=metadata, **options))
 
-    def notify(self, method: str, request: Any = None, *, metadata: Metadata | None = None, **options: Any) -> None:
+    def notify(
+        self, method: str, request: Any = None, *, metadata: Metadata | None = None, **options: Any
+    ) -> None:
         """A one-way call: returns once the request is sent."""
         self._run(self._client.notify(method, request, metadata=metadata, **options))
 

@@ -21,19 +21,25 @@ class ClientConnection(Connection):
         self._next_id = 0
         self._on_unusable = on_unusable
 
-    def request(self, head: bytes, body: bytes, *, flags: int, codec: int) -> tuple[int, asyncio.Future[Frame]]:
+    def request(
+        self, head: bytes, body: bytes, *, flags: int, codec: int
+    ) -> tuple[int, asyncio.Future[Frame]]:
         """Send a request; the future gets its response frame (or the connection's failure)."""
         rid = self._new_request_id()
         future: asyncio.Future[Frame] = self._loop.create_future()
         self.pending[rid] = future
-        self.send(encode_header(MessageType.REQUEST, rid, len(head), len(body), flags=flags, codec=codec),
-                  head, body)
+        self.send(
+            encode_header(MessageType.REQUEST, rid, len(head), len(body), flags=flags, codec=codec),
+            head,
+            body,
+        )
         return rid, future
 
     def notify(self, head: bytes, body: bytes, *, flags: int, codec: int) -> None:
         """Send a one-way request: no request id is reserved and no reply comes."""
-        self.send(encode_header(MessageType.ONEWAY, 0, len(head), len(body), flags=flags, codec=codec),
-                  head, body)
+        self.send(
+            encode_header(MessageType.ONEWAY, 0, len(head), len(body), flags=flags, codec=codec), head, body
+        )
 
     def cancel(self, rid: int) -> None:
         """Forget request `rid` and tell the server to stop working on it."""
@@ -62,8 +68,11 @@ class ClientConnection(Connection):
         if frame.type != MessageType.RESPONSE or future is None:
             super().oversized_frame_received(frame)
         elif not future.done():
-            future.set_exception(MessageTooLarge(
-                f"reply of {frame.size} bytes is over the client's {self._decoder.max_size}-byte limit"))
+            future.set_exception(
+                MessageTooLarge(
+                    f"reply of {frame.size} bytes is over the client's {self._decoder.max_size}-byte limit"
+                )
+            )
 
     def goaway_received(self) -> None:
         # In-flight calls finish here; new calls go to a new connection.

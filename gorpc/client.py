@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from gorpc.plugins import make_balancer_factory, make_codec, make_resolver
 from gorpc.address import is_address
 from gorpc.channel import ClientConnection
 from gorpc.config import ClientConfig, ConfigSource
@@ -25,6 +24,7 @@ from gorpc.exceptions import (
 from gorpc.frame import Frame
 from gorpc.interceptors import build_chain
 from gorpc.payload import decode_body, encode_body
+from gorpc.plugins import make_balancer_factory, make_codec, make_resolver
 from gorpc.pool import ConnectionPool
 from gorpc.selector import Selector
 from gorpc.types import Codec, Interceptor
@@ -90,7 +90,12 @@ class Client:
         await self._chain(ctx, request)
 
     def _context(
-        self, method: str, timeout: float | None, metadata: Metadata | None, options: dict[str, Any], oneway: bool
+        self,
+        method: str,
+        timeout: float | None,
+        metadata: Metadata | None,
+        options: dict[str, Any],
+        oneway: bool,
     ) -> CallContext:
         if self._closed:
             raise RuntimeError("client is closed")
@@ -114,7 +119,9 @@ class Client:
             raise DeadlineExceeded(f"{ctx.method}: deadline passed before the request was sent")
         head = pack_request_head(ctx.method, ctx.metadata, remaining)
         if len(head) + len(body) > self._limit:
-            raise MessageTooLarge(f"request of {len(head) + len(body)} bytes is over the {self._limit}-byte limit")
+            raise MessageTooLarge(
+                f"request of {len(head) + len(body)} bytes is over the {self._limit}-byte limit"
+            )
         if ctx.oneway:
             conn.notify(head, body, flags=flags, codec=self._codec.id)
             await conn.drain()
@@ -123,7 +130,13 @@ class Client:
         return self._decode_reply(ctx, frame)
 
     async def _exchange(
-        self, conn: ClientConnection, ctx: CallContext, head: bytes, body: bytes, flags: int, remaining: float | None
+        self,
+        conn: ClientConnection,
+        ctx: CallContext,
+        head: bytes,
+        body: bytes,
+        flags: int,
+        remaining: float | None,
     ) -> Frame:
         rid, future = conn.request(head, body, flags=flags, codec=self._codec.id)
         timer = None
@@ -148,12 +161,20 @@ class Client:
             raise error_from_status(code, message, type_name)
         if frame.codec != self._codec.id:
             raise ProtocolError(f"server replied in codec {frame.codec}, not {self._codec.name!r}")
-        return decode_body(self._codec, frame.flags, frame.body, limit=self._limit, error=ProtocolError, what="reply")
+        return decode_body(
+            self._codec, frame.flags, frame.body, limit=self._limit, error=ProtocolError, what="reply"
+        )
 
     def _encode(self, request: Any) -> tuple[int, bytes]:
         try:
-            return encode_body(self._codec, request, compress=self._compress,
-                               threshold=self.config.compression_threshold, limit=self._limit, what="request")
+            return encode_body(
+                self._codec,
+                request,
+                compress=self._compress,
+                threshold=self.config.compression_threshold,
+                limit=self._limit,
+                what="request",
+            )
         except MessageTooLarge:
             raise
         except Exception as exc:
@@ -213,5 +234,7 @@ async def _within_deadline(awaitable: Any, ctx: CallContext) -> Any:
             return await awaitable
     except TimeoutError as exc:
         if scope.expired():
-            raise DeadlineExceeded(f"{ctx.method}: deadline passed while finding or connecting to a server") from exc
+            raise DeadlineExceeded(
+                f"{ctx.method}: deadline passed while finding or connecting to a server"
+            ) from exc
         raise

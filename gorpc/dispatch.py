@@ -116,12 +116,21 @@ class Dispatcher:
             if not oneway:
                 head = pack_response_head(0, None, None, ctx.response_metadata)
                 flags, body = self._encode_reply(codec, reply, len(head))
-                conn.send(encode_header(MessageType.RESPONSE, rid, len(head), len(body), flags=flags,
-                                        codec=frame.codec), head, body)
+                conn.send(
+                    encode_header(
+                        MessageType.RESPONSE, rid, len(head), len(body), flags=flags, codec=frame.codec
+                    ),
+                    head,
+                    body,
+                )
         except asyncio.CancelledError:
             if not oneway:
-                conn.send_error(rid, Unavailable("server stopped before the call completed")
-                                if self.stopping else Cancelled(f"{path} was cancelled"))
+                conn.send_error(
+                    rid,
+                    Unavailable("server stopped before the call completed")
+                    if self.stopping
+                    else Cancelled(f"{path} was cancelled"),
+                )
             raise
         except Exception as exc:
             error = _as_rpc_error(exc, path)
@@ -164,8 +173,14 @@ class Dispatcher:
 
     def _encode_reply(self, codec: Codec, reply: Any, head_len: int) -> tuple[int, bytes]:
         try:
-            return encode_body(codec, reply, compress=self._compress, threshold=self._threshold,
-                               limit=self._limit - head_len, what="reply")
+            return encode_body(
+                codec,
+                reply,
+                compress=self._compress,
+                threshold=self._threshold,
+                limit=self._limit - head_len,
+                what="reply",
+            )
         except MessageTooLarge:
             raise
         except Exception as exc:
@@ -212,8 +227,12 @@ class ServerConnection(Connection):
         logger.warning("refused a %d-byte request from %s: over the size limit", frame.size, self.peer)
         if frame.type == MessageType.ONEWAY:
             return
-        self.send_error(frame.request_id, MessageTooLarge(
-            f"request of {frame.size} bytes is over the server's {self._decoder.max_size}-byte limit"))
+        self.send_error(
+            frame.request_id,
+            MessageTooLarge(
+                f"request of {frame.size} bytes is over the server's {self._decoder.max_size}-byte limit"
+            ),
+        )
 
     def send_error(self, request_id: int, error: RPCError) -> None:
         type_name = error.type_name if isinstance(error, RemoteError) else None

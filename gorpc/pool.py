@@ -53,8 +53,9 @@ class ConnectionPool:
             async with asyncio.timeout(self._connect_timeout):
                 if isinstance(parsed, UnixAddress):
                     hostname = "localhost" if self._ssl is not None else None
-                    _, conn = await loop.create_unix_connection(factory, parsed.path, ssl=self._ssl,
-                                                                server_hostname=hostname)
+                    _, conn = await loop.create_unix_connection(
+                        factory, parsed.path, ssl=self._ssl, server_hostname=hostname
+                    )
                 else:
                     _, conn = await loop.create_connection(factory, parsed.host, parsed.port, ssl=self._ssl)
         except TimeoutError as exc:

@@ -26,14 +26,17 @@ class StaticResolver:
             raise ConfigError(f"unknown [plugins.static] option(s) {sorted(options)}; known: ['services']")
         if not isinstance(services, Mapping):
             raise ConfigError("[plugins.static] services must be a table of service name -> addresses")
-        self._configured = {name: [_node(name, entry) for entry in entries] for name, entries in services.items()}
+        self._configured = {
+            name: [_node(name, entry) for entry in entries] for name, entries in services.items()
+        }
         self._registered: dict[str, dict[str, Node]] = {}
         self._changed = asyncio.Event()
         self._closed = False
 
     async def register(self, instance: ServiceInstance) -> None:
         self._registered.setdefault(instance.service, {})[instance.address] = Node(
-            instance.address, dict(instance.metadata))
+            instance.address, dict(instance.metadata)
+        )
         self._notify()
 
     async def deregister(self, instance: ServiceInstance) -> None:

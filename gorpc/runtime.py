@@ -16,5 +16,5 @@ def loop_factory(use_uvloop: bool = True) -> Callable[[], asyncio.AbstractEventL
     if use_uvloop and uvloop_available():
         import uvloop
 
-        return uvloop.new_event_loop  # type: ignore[no-any-return]
+        return uvloop.new_event_loop
     return asyncio.new_event_loop

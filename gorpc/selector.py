@@ -81,8 +81,13 @@ class Selector:
                     backoff = WATCH_BACKOFF_START
                 return  # the resolver has no more changes to report
             except Exception as exc:
-                logger.warning("watch of %r failed (%s); keeping %d cached node(s), retry in %.1fs",
-                               service, exc, len(entry.nodes or ()), backoff)
+                logger.warning(
+                    "watch of %r failed (%s); keeping %d cached node(s), retry in %.1fs",
+                    service,
+                    exc,
+                    len(entry.nodes or ()),
+                    backoff,
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, WATCH_BACKOFF_MAX)
 

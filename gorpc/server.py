@@ -101,8 +101,9 @@ class Server:
         try:
             if isinstance(address, UnixAddress):
                 return await loop.create_unix_server(self._new_connection, address.path, ssl=self._ssl)
-            return await loop.create_server(self._new_connection, address.host, address.port,
-                                            ssl=self._ssl, reuse_address=True)
+            return await loop.create_server(
+                self._new_connection, address.host, address.port, ssl=self._ssl, reuse_address=True
+            )
         except OSError as exc:
             raise Unavailable(f"cannot listen on {self.config.address}: {exc}") from exc
 

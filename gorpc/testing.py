@@ -48,11 +48,15 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def server_process(argv: Sequence[str], *, timeout: float = 30.0, env: dict[str, str] | None = None
-                   ) -> Iterator[ServerProcess]:
+def server_process(
+    argv: Sequence[str], *, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
     """Run `python argv...` and wait until it logs that it is serving. Stops it (SIGTERM) on exit."""
     process = subprocess.Popen(
-        [sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     assert process.stdout is not None

@@ -13,8 +13,12 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "helloworld"
 def main() -> int:
     with server_process([str(EXAMPLE / "server.py"), "--address", "127.0.0.1:0"]) as server:
         print(f"server: listening on {server.address}")
-        client = subprocess.run([sys.executable, str(EXAMPLE / "client.py"), "--target", server.address],
-                                capture_output=True, text=True, timeout=30)
+        client = subprocess.run(
+            [sys.executable, str(EXAMPLE / "client.py"), "--target", server.address],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         print(f"client: {client.stdout.strip()}{client.stderr.strip()}")
         code = server.stop()
         print(f"server: stopped (exit code {code})")

@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest_asyncio
+import uvloop
 
 from gorpc import CallContext, InvalidRequest, Service
 from gorpc.testing import loopback
@@ -47,8 +48,12 @@ class Greeter(Service):
 
     async def Context(self, req, ctx: CallContext):
         ctx.response_metadata["served-by"] = "greeter"
-        return {"method": ctx.method, "metadata": ctx.metadata, "peer": ctx.peer,
-                "remaining": ctx.time_remaining()}
+        return {
+            "method": ctx.method,
+            "metadata": ctx.metadata,
+            "peer": ctx.peer,
+            "remaining": ctx.time_remaining(),
+        }
 
     async def Record(self, req):
         await self.received.put(req)
@@ -58,6 +63,11 @@ class Greeter(Service):
 
     async def Big(self, size):
         return b"x" * size
+
+
+def pytest_asyncio_loop_factories(config, item):
+    """Every async test runs on asyncio's loop and on uvloop, which servers use when installed."""
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 @pytest_asyncio.fixture

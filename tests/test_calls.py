@@ -34,7 +34,7 @@ async def test_context_carries_method_metadata_deadline_and_peer(client):
 
 
 async def test_calls_on_one_connection_complete_out_of_order(pair, greeter):
-    server, client = pair
+    _, client = pair
     slow = asyncio.create_task(client.call("/helloworld.Greeter/Sleep", 0.5))
     await greeter.started.wait()
     assert await client.call("/helloworld.Greeter/SayHello", {"msg": "fast"}) == {"msg": "fast world"}

@@ -16,8 +16,12 @@ def test_toml_and_keywords_build_the_same_config(tmp_path):
         '[plugins.static]\nservices = { "a.B" = ["127.0.0.1:9000"] }\n'
     )
     server = ServerConfig.load(path)
-    assert server == ServerConfig(address="127.0.0.1:9000", grace=2.5, metadata={"weight": "3"},
-                                  plugins={"static": {"services": {"a.B": ["127.0.0.1:9000"]}}})
+    assert server == ServerConfig(
+        address="127.0.0.1:9000",
+        grace=2.5,
+        metadata={"weight": "3"},
+        plugins={"static": {"services": {"a.B": ["127.0.0.1:9000"]}}},
+    )
     client = ClientConfig.load(path, timeout=3.0)
     assert (client.balancer, client.timeout, client.codec) == ("random", 3.0, "json")
     assert client.plugin_options("static")["services"] == {"a.B": ["127.0.0.1:9000"]}
@@ -34,11 +38,13 @@ def test_config_is_frozen_all_the_way_down():
 
 
 def test_unknown_plugin_name_lists_the_known_ones():
-    with pytest.raises(PluginNotFound, match=r"unknown gorpc.balancers plugin 'fastest'; known: random, round_robin"):
+    with pytest.raises(
+        PluginNotFound, match=r"unknown gorpc.balancers plugin 'fastest'; known: random, round_robin"
+    ):
         ClientConfig(balancer="fastest")
-    with pytest.raises(PluginNotFound, match="gorpc.codecs plugin 'xml'; known: json, msgpack"):
+    with pytest.raises(PluginNotFound, match=r"gorpc.codecs plugin 'xml'; known: json, msgpack"):
         ClientConfig(codec="xml")
-    with pytest.raises(PluginNotFound, match="gorpc.resolvers plugin 'etcd'; known: static"):
+    with pytest.raises(PluginNotFound, match=r"gorpc.resolvers plugin 'etcd'; known: static"):
         ServerConfig(resolver="etcd")
 
 

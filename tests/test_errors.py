@@ -41,7 +41,9 @@ async def raw_call(address, frame: bytes):
 
 
 def request_frame(rid, head, body, *, codec=1, flags=0):
-    return encode_header(MessageType.REQUEST, rid, len(head), len(body), flags=flags, codec=codec) + head + body
+    return (
+        encode_header(MessageType.REQUEST, rid, len(head), len(body), flags=flags, codec=codec) + head + body
+    )
 
 
 async def test_handler_exception_reaches_caller_with_type_and_message(client, caplog):
@@ -60,9 +62,11 @@ async def test_handler_raising_an_rpc_error_keeps_its_type(client):
 
 
 async def test_unknown_method_and_service(client):
-    with pytest.raises(MethodNotFound, match="service 'helloworld.Greeter' has no method 'Nope'"):
+    with pytest.raises(MethodNotFound, match=r"service 'helloworld.Greeter' has no method 'Nope'"):
         await client.call("/helloworld.Greeter/Nope", None)
-    with pytest.raises(MethodNotFound, match=r"unknown service 'x.Y'; this server hosts \['helloworld.Greeter'\]"):
+    with pytest.raises(
+        MethodNotFound, match=r"unknown service 'x.Y'; this server hosts \['helloworld.Greeter'\]"
+    ):
         await client.call("/x.Y/Z", None)
 
 
@@ -101,7 +105,7 @@ async def test_caller_cancellation_cancels_the_handler(client, greeter):
 
 async def test_nothing_listening_is_unavailable():
     async with Client(f"127.0.0.1:{free_port()}") as client:
-        with pytest.raises(Unavailable, match="cannot connect to 127.0.0.1"):
+        with pytest.raises(Unavailable, match=r"cannot connect to 127.0.0.1"):
             await client.call("/helloworld.Greeter/Echo", 1)
         with pytest.raises(ConnectionError):  # Unavailable is a ConnectionError too
             await client.call("/helloworld.Greeter/Echo", 1)
@@ -160,13 +164,13 @@ async def test_oversized_request_is_refused_by_the_server_and_the_connection_sur
 
 async def test_oversized_request_is_refused_by_the_client_before_sending(greeter):
     async with loopback(greeter, max_message_size=1024) as (_, client):
-        with pytest.raises(MessageTooLarge, match="request of .* bytes is over the 1024-byte limit"):
+        with pytest.raises(MessageTooLarge, match=r"request of .* bytes is over the 1024-byte limit"):
             await client.call("/helloworld.Greeter/Echo", b"x" * 5000)
 
 
 async def test_oversized_reply_is_refused_on_both_sides(greeter):
     async with loopback(greeter, server_options={"max_message_size": 1024}) as (_, client):
-        with pytest.raises(MessageTooLarge, match="reply of .* bytes is over"):
+        with pytest.raises(MessageTooLarge, match=r"reply of .* bytes is over"):
             await client.call("/helloworld.Greeter/Big", 5000)
     async with loopback(greeter, max_message_size=1024) as (_, client):
         with pytest.raises(MessageTooLarge, match="over the client's 1024-byte limit"):
@@ -193,7 +197,10 @@ async def test_dead_peer_is_detected_by_heartbeats():
 
     listener = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
-    async with listener, Client(f"127.0.0.1:{port}", heartbeat_interval=0.05, heartbeat_timeout=0.3) as client:
+    async with (
+        listener,
+        Client(f"127.0.0.1:{port}", heartbeat_interval=0.05, heartbeat_timeout=0.3) as client,
+    ):
         with pytest.raises(Unavailable, match="heartbeat timeout"):
             await asyncio.wait_for(client.call("/helloworld.Greeter/Echo", 1), 10)
 

@@ -59,10 +59,10 @@ def test_oversized_frame_is_reported_and_skipped_without_buffering():
     decoder = FrameDecoder(max_size=100)
     big = encode(MessageType.REQUEST, 7, 0, 1, b"h", b"x" * 10_000)
     after = encode(MessageType.REQUEST, 8, 0, 1, b"h", b"ok")
-    out = decoder.feed(big[:HEADER_SIZE + 10])
+    out = decoder.feed(big[: HEADER_SIZE + 10])
     assert out == [OversizedFrame(MessageType.REQUEST, 7, 10_001)]
     for i in range(HEADER_SIZE + 10, len(big), 1000):  # the rest arrives in pieces and is dropped
-        assert decoder.feed(big[i:i + 1000]) == []
+        assert decoder.feed(big[i : i + 1000]) == []
         assert decoder.buffered == 0
     (frame,) = decoder.feed(after)
     assert isinstance(frame, Frame) and frame.request_id == 8 and bytes(frame.body) == b"ok"

@@ -29,8 +29,9 @@ async def test_first_interceptor_is_outermost_on_both_sides(greeter):
 
     server_chain = [recorder("s1", log), recorder("s2", log), handler_mark]
     client_chain = [recorder("c1", log), recorder("c2", log)]
-    async with loopback(greeter, server_options={"interceptors": server_chain},
-                        interceptors=client_chain) as (_, client):
+    async with loopback(
+        greeter, server_options={"interceptors": server_chain}, interceptors=client_chain
+    ) as (_, client):
         assert await client.call("/helloworld.Greeter/Echo", 1) == 1
     assert log == ["c1>", "c2>", "s1>", "s2>", "handler", "<s2", "<s1", "<c2", "<c1"]
 

@@ -50,10 +50,10 @@ def test_handler_with_wrong_arity_is_refused():
         async def TooMany(self, a, b, c):
             return a
 
-    with pytest.raises(ConfigError, match="takes \\(request\\) or \\(request, context\\)"):
+    with pytest.raises(ConfigError, match=r"takes \(request\) or \(request, context\)"):
         Server(address="127.0.0.1:0").register(Bad())
 
 
 def test_non_service_is_refused():
-    with pytest.raises(ConfigError, match="not a gorpc.Service"):
+    with pytest.raises(ConfigError, match=r"not a gorpc.Service"):
         Server(address="127.0.0.1:0").register(object())  # type: ignore[arg-type]
