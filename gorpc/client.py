@@ -126,24 +126,12 @@ class Client:
             conn.notify(head, body, flags=flags, codec=self._codec.id)
             await conn.drain()
             return None
-        frame = await self._exchange(conn, ctx, head, body, flags, remaining)
-        return self._decode_reply(ctx, frame)
-
-    async def _exchange(
-        self,
-        conn: ClientConnection,
-        ctx: CallContext,
-        head: bytes,
-        body: bytes,
-        flags: int,
-        remaining: float | None,
-    ) -> Frame:
         rid, future = conn.request(head, body, flags=flags, codec=self._codec.id)
         timer = None
         if remaining is not None:
             timer = asyncio.get_running_loop().call_later(remaining, _expire, future, ctx.method, remaining)
         try:
-            return await future
+            frame = await future
         except asyncio.CancelledError:
             conn.cancel(rid)  # the caller gave up: let the server stop too
             raise
@@ -152,6 +140,7 @@ class Client:
                 timer.cancel()
                 conn.pending.pop(rid, None)
             conn.call_finished()
+        return self._decode_reply(ctx, frame)
 
     def _decode_reply(self, ctx: CallContext, frame: Frame) -> Any:
         code, message, type_name, metadata = unpack_response_head(frame.head)

@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -83,8 +83,13 @@ class Dispatcher:
         self._compress = compress
         self._threshold = compression_threshold
         self._chain = build_chain(interceptors, self._call_handler)
-        self.inflight: set[asyncio.Task[None]] = set()
+        self.connections: set[ServerConnection] = set()
+        self._oneway_calls: set[asyncio.Task[None]] = set()
         self.stopping = False
+
+    def inflight(self) -> list[asyncio.Task[None]]:
+        """Every call still running: replies are tracked per connection, one-way calls here."""
+        return [task for conn in self.connections for task in conn.calls.values()] + list(self._oneway_calls)
 
     def dispatch(self, conn: ServerConnection, frame: Frame) -> None:
         oneway = frame.type == MessageType.ONEWAY
@@ -96,10 +101,11 @@ class Dispatcher:
         if not oneway and rid in conn.calls:
             raise ProtocolError(f"request id {rid} is already in flight on this connection")
         task = asyncio.get_running_loop().create_task(self._run(conn, frame, oneway))
-        self.inflight.add(task)
-        task.add_done_callback(self.inflight.discard)
-        if not oneway:
-            conn.calls[rid] = task
+        if oneway:
+            self._oneway_calls.add(task)
+            task.add_done_callback(self._oneway_calls.discard)
+        else:
+            conn.calls[rid] = task  # removed when the call ends (see _run)
 
     async def _run(self, conn: ServerConnection, frame: Frame, oneway: bool) -> None:
         rid = frame.request_id
@@ -112,7 +118,10 @@ class Dispatcher:
             request = decode_body(
                 codec, frame.flags, frame.body, limit=self._limit, error=InvalidRequest, what="request"
             )
-            reply = await self._call_with_deadline(ctx, request, timeout)
+            if timeout is None:
+                reply = await self._chain(ctx, request)
+            else:
+                reply = await self._call_with_deadline(ctx, request, timeout)
             if not oneway:
                 head = pack_response_head(0, None, None, ctx.response_metadata)
                 flags, body = self._encode_reply(codec, reply, len(head))
@@ -142,9 +151,7 @@ class Dispatcher:
             if not oneway:
                 conn.calls.pop(rid, None)
 
-    async def _call_with_deadline(self, ctx: CallContext, request: Any, timeout: float | None) -> Any:
-        if timeout is None:
-            return await self._chain(ctx, request)
+    async def _call_with_deadline(self, ctx: CallContext, request: Any, timeout: float) -> Any:
         if timeout <= 0:
             raise DeadlineExceeded(f"{ctx.method}: deadline had passed when the request arrived")
         try:
@@ -155,14 +162,15 @@ class Dispatcher:
                 raise DeadlineExceeded(f"{ctx.method}: deadline of {timeout:.3f}s exceeded") from exc
             raise
 
-    async def _call_handler(self, ctx: CallContext, request: Any) -> Any:
+    def _call_handler(self, ctx: CallContext, request: Any) -> Awaitable[Any]:
+        # A plain function returning the handler's awaitable: one coroutine frame less per call.
         method = self._table.lookup(ctx.method)
         args = (request, ctx) if method.takes_context else (request,)
         if method.is_async:
-            return await method.func(*args)
+            return method.func(*args)  # type: ignore[no-any-return]
         # Plain `def` handlers run in the pool so they never block the loop; contextvars go with them.
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, contextvars.copy_context().run, method.func, *args)
+        return loop.run_in_executor(self._executor, contextvars.copy_context().run, method.func, *args)
 
     def _codec(self, codec_id: int) -> Codec:
         codec = self._codecs.get(codec_id)
@@ -198,15 +206,16 @@ def _as_rpc_error(exc: Exception, path: str) -> RPCError:
 class ServerConnection(Connection):
     """A server's side of one client connection."""
 
-    def __init__(self, dispatcher: Dispatcher, registry: set[ServerConnection], **limits: Any) -> None:
+    def __init__(self, dispatcher: Dispatcher, **limits: Any) -> None:
         super().__init__(**limits)
         self._dispatcher = dispatcher
-        self._registry = registry
         self.calls: dict[int, asyncio.Task[None]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._registry.add(self)
+        # Registered once made: with TLS, a failed handshake means it never is, and then there is
+        # nothing to close or wait for.
+        self._dispatcher.connections.add(self)
         if self._dispatcher.stopping:
             self.send(GOAWAY)
 
@@ -240,7 +249,7 @@ class ServerConnection(Connection):
         self.send(encode_header(MessageType.RESPONSE, request_id, len(head), 0), head)
 
     def lost(self, exc: Exception | None) -> None:
-        self._registry.discard(self)
+        self._dispatcher.connections.discard(self)
         # Nobody is left to read these replies; stop the work.
         for task in self.calls.values():
             task.cancel()

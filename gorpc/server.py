@@ -53,10 +53,14 @@ class Server:
         self._executor: ThreadPoolExecutor | None = None
         self._resolver: ResolverPlugin | None = None
         self._registered: list[ServiceInstance] = []
-        self._connections: set[ServerConnection] = set()
         self._stopped = asyncio.Event()
         self._stopping = False
         self.address = self.config.address  # the bound address once started (port 0 resolved)
+
+    @property
+    def connections(self) -> set[ServerConnection]:
+        """The client connections open now."""
+        return self._dispatcher.connections if self._dispatcher is not None else set()
 
     def register(self, *services: Service) -> None:
         """Host these services. Registering after start, or a name twice, raises."""
@@ -110,11 +114,8 @@ class Server:
     def _new_connection(self) -> ServerConnection:
         assert self._dispatcher is not None
         cfg = self.config
-        # The connection adds itself to `_connections` once made: with TLS, a failed handshake
-        # means it is never made, and then there is nothing to close or wait for.
         return ServerConnection(
             self._dispatcher,
-            self._connections,
             max_message_size=cfg.max_message_size,
             heartbeat_interval=cfg.heartbeat_interval,
             heartbeat_timeout=cfg.heartbeat_timeout,
@@ -154,7 +155,7 @@ class Server:
         self._listener.close()
         assert self._dispatcher is not None
         self._dispatcher.stopping = True
-        for conn in list(self._connections):
+        for conn in list(self._dispatcher.connections):
             conn.send(GOAWAY)
         await self._drain(grace)
         await self._close_connections()
@@ -177,7 +178,7 @@ class Server:
 
     async def _drain(self, grace: float) -> None:
         assert self._dispatcher is not None
-        inflight = set(self._dispatcher.inflight)
+        inflight = self._dispatcher.inflight()
         if inflight:
             _, late = await asyncio.wait(inflight, timeout=grace)
             if late:
@@ -187,7 +188,8 @@ class Server:
                 await asyncio.wait(late)
 
     async def _close_connections(self) -> None:
-        conns = list(self._connections)
+        assert self._dispatcher is not None
+        conns = list(self._dispatcher.connections)
         for conn in conns:
             conn.close()
         if conns:

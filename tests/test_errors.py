@@ -115,7 +115,7 @@ async def test_lost_connection_fails_calls_in_flight_then_reconnects(pair, greet
     server, client = pair
     call = asyncio.create_task(client.call("/helloworld.Greeter/Sleep", 30))
     await greeter.started.wait()
-    for conn in list(server._connections):
+    for conn in list(server.connections):
         conn.abort()
     with pytest.raises(Unavailable, match="lost"):
         await call

@@ -75,3 +75,21 @@ def test_partial_frame_waits_for_the_rest():
     assert decoder.feed(data[5:50_000]) == []
     (frame,) = decoder.feed(data[50_000:])
     assert bytes(frame.body) == b"b" * 100_000
+
+
+def test_protocol_doc_example_is_what_the_client_sends():
+    """docs/protocol.md shows a request byte by byte; it must match the encoder."""
+    import re
+    from pathlib import Path
+
+    import msgpack
+
+    from gorpc.envelope import pack_request_head
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    example = re.search(r"```\n((?:[0-9a-f]{2}[ \n])+)```", doc)
+    assert example is not None
+    head = pack_request_head("/helloworld.Greeter/SayHello", None, None)
+    body = msgpack.packb({"msg": "hello"})
+    sent = encode_header(MessageType.REQUEST, 1, len(head), len(body), codec=1) + head + body
+    assert bytes.fromhex(example.group(1).replace("\n", " ")) == sent
