@@ -24,7 +24,7 @@ from gorpc.exceptions import (
 from gorpc.frame import Frame
 from gorpc.interceptors import build_chain
 from gorpc.payload import decode_body, encode_body
-from gorpc.plugins import make_balancer_factory, make_codec, make_resolver
+from gorpc.plugins import make_balancer_factory, make_codec, make_resolver, make_tracing
 from gorpc.pool import ConnectionPool
 from gorpc.selector import Selector
 from gorpc.types import Codec, Interceptor
@@ -51,6 +51,8 @@ class Client:
         self.config = ClientConfig.load(config, target=target, **options)
         cfg = self.config
         self._codec: Codec = make_codec(cfg.codec)
+        # The configured TracingPlugin, loaded by name; span interceptors use it (see README, Tracing).
+        self.tracing = make_tracing(cfg)
         self._limit = cfg.max_message_size
         self._compress = cfg.compression == "zlib"
         self._pool = ConnectionPool(

@@ -12,7 +12,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
 from gorpc.exceptions import ConfigError, PluginNotFound
-from gorpc.types import Balancer, Codec, ResolverPlugin
+from gorpc.types import Balancer, Codec, ResolverPlugin, TracingPlugin
 
 if TYPE_CHECKING:
     from gorpc.config import _CommonConfig
@@ -78,3 +78,11 @@ def make_resolver(config: _CommonConfig) -> ResolverPlugin:
 def make_balancer_factory(value: Any) -> Callable[[], Balancer]:
     """A zero-argument factory: each service gets its own balancer (its own round-robin turn, say)."""
     return load(BALANCERS, value) if isinstance(value, str) else value  # type: ignore[no-any-return]
+
+
+def make_tracing(config: _CommonConfig) -> TracingPlugin | None:
+    """The tracing plugin a config names, made with its [plugins.<name>] options, or None."""
+    value = config.tracer
+    if value is None or not isinstance(value, str):
+        return value  # type: ignore[no-any-return]
+    return load(TRACERS, value)(config.plugin_options(value))  # type: ignore[no-any-return]

@@ -17,7 +17,7 @@ from gorpc.address import TcpAddress, UnixAddress, parse_address
 from gorpc.config import ConfigSource, ServerConfig
 from gorpc.dispatch import Dispatcher, MethodTable, ServerConnection
 from gorpc.exceptions import RPCError, Unavailable
-from gorpc.plugins import all_codecs, make_resolver
+from gorpc.plugins import all_codecs, make_resolver, make_tracing
 from gorpc.protocol import GOAWAY
 from gorpc.runtime import loop_factory
 from gorpc.service import Service
@@ -48,6 +48,8 @@ class Server:
         self._interceptors = list(interceptors)
         self._ssl = ssl if ssl is not None else self.config.ssl_context()
         self._table = MethodTable()
+        # The configured TracingPlugin, loaded by name; span interceptors use it (see README, Tracing).
+        self.tracing = make_tracing(self.config)
         self._listener: asyncio.Server | None = None
         self._dispatcher: Dispatcher | None = None
         self._executor: ThreadPoolExecutor | None = None

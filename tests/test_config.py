@@ -92,3 +92,26 @@ def test_static_resolver_options_are_checked():
         StaticResolver({"servics": {}})
     with pytest.raises(ConfigError, match="is not an address"):
         StaticResolver({"services": {"a.B": [42]}})
+
+
+def test_unknown_tracer_name_is_refused_not_ignored():
+    with pytest.raises(PluginNotFound, match=r"unknown gorpc.tracers plugin 'zipkin'"):
+        ServerConfig(tracer="zipkin")
+    with pytest.raises(PluginNotFound, match=r"unknown gorpc.tracers plugin 'zipkin'"):
+        ClientConfig(tracer="zipkin")
+
+
+def test_plugin_objects_are_passed_through(tmp_path):
+    from gorpc import Client, Server
+    from gorpc.codecs import JsonCodec
+
+    class Tracing:
+        def tracer(self, service_name):
+            return None
+
+    resolver = StaticResolver()
+    tracing = Tracing()
+    server = Server(address="127.0.0.1:0", resolver=resolver, tracer=tracing)
+    client = Client("127.0.0.1:1", codec=JsonCodec(), tracer=tracing)
+    assert server.tracing is tracing and client.tracing is tracing
+    assert client._codec.name == "json"

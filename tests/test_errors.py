@@ -233,3 +233,17 @@ async def test_reply_from_unknown_server_codec_is_a_protocol_error():
     async with listener, Client(f"127.0.0.1:{port}") as client:
         with pytest.raises(ProtocolError, match="replied in codec 2"):
             await client.call("/helloworld.Greeter/Echo", 1, timeout=5)
+
+
+async def test_server_drops_a_silent_client(greeter):
+    """A client that connects and never speaks (nor answers pings) is dropped by the server."""
+    options = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.3}
+    async with loopback(greeter, server_options=options) as (server, _):
+        host, port = server.address.rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        received = await asyncio.wait_for(reader.read(), 10)  # until the server closes the connection
+        assert received and all(  # it pinged before giving up
+            HEADER.unpack_from(received, i)[2] == MessageType.PING for i in range(0, len(received), HEADER.size)
+        )
+        assert server.connections == set()
+        writer.close()

@@ -29,3 +29,24 @@ def test_demo_script():
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "client: hello world" in demo.stdout
     assert "server: stopped (exit code 0)" in demo.stdout
+
+
+def test_example_config_file_is_valid_for_both_roles():
+    from gorpc import ClientConfig, ServerConfig
+
+    path = HELLO / "gorpc.toml"
+    assert ServerConfig.load(path).address == "127.0.0.1:8000"
+    client = ClientConfig.load(path)
+    assert client.target == "helloworld.Greeter"
+    assert client.plugin_options("static")["services"] == {"helloworld.Greeter": ["127.0.0.1:8000"]}
+
+
+def test_helloworld_client_resolves_the_service_by_name_from_a_config(tmp_path):
+    with server_process([str(HELLO / "server.py"), "--address", "127.0.0.1:0"]) as server:
+        config = tmp_path / "gorpc.toml"
+        config.write_text(
+            (HELLO / "gorpc.toml").read_text().replace('["127.0.0.1:8000"]', f'["{server.address}"]')
+        )
+        client = subprocess.run([sys.executable, str(HELLO / "client.py"), "--config", str(config)],
+                                capture_output=True, text=True, timeout=60)
+        assert (client.returncode, client.stdout, client.stderr) == (0, "hello world\n", "")

@@ -93,3 +93,17 @@ def test_protocol_doc_example_is_what_the_client_sends():
     body = msgpack.packb({"msg": "hello"})
     sent = encode_header(MessageType.REQUEST, 1, len(head), len(body), codec=1) + head + body
     assert bytes.fromhex(example.group(1).replace("\n", " ")) == sent
+
+
+def test_only_bodies_over_the_threshold_are_compressed():
+    from gorpc.codecs import MsgpackCodec
+    from gorpc.frame import FLAG_COMPRESSED
+    from gorpc.payload import decode_body, encode_body
+
+    codec = MsgpackCodec()
+    small = encode_body(codec, "x" * 10, compress=True, threshold=100, limit=1 << 20, what="request")
+    large = encode_body(codec, "x" * 1000, compress=True, threshold=100, limit=1 << 20, what="request")
+    assert small[0] == 0
+    assert large[0] == FLAG_COMPRESSED and len(large[1]) < 100
+    out = decode_body(codec, large[0], memoryview(large[1]), limit=1 << 20, error=ProtocolError, what="x")
+    assert out == "x" * 1000

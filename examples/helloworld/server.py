@@ -16,7 +16,7 @@ class Greeter(Service):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--address", default="127.0.0.1:8000")
+    parser.add_argument("--address", default=None, help="host:port or unix:/path (default 127.0.0.1:8000)")
     parser.add_argument("--config", default=None, help="a gorpc TOML file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # shows "serving ... on <address>"
