@@ -20,17 +20,19 @@ from typing import Any
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from echo_ceiling import connect  # noqa: E402
+from echo_ceiling import connect
 
-from gorpc import Client  # noqa: E402
-from gorpc.testing import server_process  # noqa: E402
+from gorpc import Client
+from gorpc.testing import server_process
 
 HERE = Path(__file__).resolve().parent
 REQUEST = {"msg": "hello"}
 EXPECTED = {"msg": "hello world"}
 
 
-async def closed_loop(call: Callable[[Any], Awaitable[Any]], calls: int, concurrency: int) -> dict[str, float]:
+async def closed_loop(
+    call: Callable[[Any], Awaitable[Any]], calls: int, concurrency: int
+) -> dict[str, float]:
     latencies: list[float] = []
 
     async def worker(n: int) -> None:
@@ -72,7 +74,9 @@ async def run_ceiling(address: str, calls: int, concurrency: int) -> dict[str, f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=60_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)

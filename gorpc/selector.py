@@ -57,6 +57,7 @@ class Selector:
             entry = self._entries[service] = _ServiceEntry(self._balancer_factory())
         if entry.first is None:
             entry.first = asyncio.get_running_loop().create_task(self._resolve(service, entry))
+            entry.first.add_done_callback(_retrieve_exception)
         await asyncio.shield(entry.first)  # one caller's timeout must not cancel everyone's lookup
         return entry
 
@@ -97,3 +98,9 @@ class Selector:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._entries.clear()
+
+
+def _retrieve_exception(task: asyncio.Task[None]) -> None:
+    # Every waiter may have given up (timed out) by the time the lookup fails: nothing to log then.
+    if not task.cancelled():
+        task.exception()

@@ -7,7 +7,7 @@ import time
 import pytest_asyncio
 import uvloop
 
-from gorpc import CallContext, InvalidRequest, Service
+from gorpc import CallContext, InvalidRequest, Server, Service
 from gorpc.testing import loopback
 
 
@@ -73,6 +73,16 @@ def pytest_asyncio_loop_factories(config, item):
 @pytest_asyncio.fixture
 async def greeter():
     return Greeter()
+
+
+@pytest_asyncio.fixture
+async def started_server(greeter):
+    """A started server hosting `greeter`, for tests that stop it themselves (stop is idempotent)."""
+    server = Server(address="127.0.0.1:0")
+    server.register(greeter)
+    await server.start()
+    yield server
+    await server.stop()
 
 
 @pytest_asyncio.fixture

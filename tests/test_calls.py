@@ -198,3 +198,11 @@ async def test_response_metadata_reaches_client_interceptors(greeter):
     async with loopback(greeter, interceptors=[capture]) as (_, client):
         await client.call("/helloworld.Greeter/Context", None)
     assert seen == {"served-by": "greeter"}
+
+
+async def test_unknown_service_name_is_a_typed_error_naming_it():
+    from gorpc import NoNodesAvailable
+
+    async with Client("billing.Invoices") as client:
+        with pytest.raises(NoNodesAvailable, match="'billing.Invoices'"):
+            await client.call("/billing.Invoices/Get", 1)

@@ -243,7 +243,8 @@ async def test_server_drops_a_silent_client(greeter):
         reader, writer = await asyncio.open_connection(host, int(port))
         received = await asyncio.wait_for(reader.read(), 10)  # until the server closes the connection
         assert received and all(  # it pinged before giving up
-            HEADER.unpack_from(received, i)[2] == MessageType.PING for i in range(0, len(received), HEADER.size)
+            HEADER.unpack_from(received, i)[2] == MessageType.PING
+            for i in range(0, len(received), HEADER.size)
         )
         assert server.connections == set()
         writer.close()

@@ -47,6 +47,10 @@ def test_helloworld_client_resolves_the_service_by_name_from_a_config(tmp_path):
         config.write_text(
             (HELLO / "gorpc.toml").read_text().replace('["127.0.0.1:8000"]', f'["{server.address}"]')
         )
-        client = subprocess.run([sys.executable, str(HELLO / "client.py"), "--config", str(config)],
-                                capture_output=True, text=True, timeout=60)
+        client = subprocess.run(
+            [sys.executable, str(HELLO / "client.py"), "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert (client.returncode, client.stdout, client.stderr) == (0, "hello world\n", "")

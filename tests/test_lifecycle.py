@@ -17,17 +17,15 @@ HELLO_SERVER = str(Path(__file__).resolve().parent.parent / "examples" / "hellow
 
 
 @pytest.mark.asyncio
-async def test_graceful_stop_lets_calls_in_flight_finish_and_refuses_new_ones(greeter):
-    server = Server(address="127.0.0.1:0")
-    server.register(greeter)
-    await server.start()
+async def test_graceful_stop_lets_calls_in_flight_finish_and_refuses_new_ones(started_server, greeter):
+    server = started_server
     async with Client(server.address) as client:
         slow = asyncio.create_task(client.call("/helloworld.Greeter/Sleep", 0.3))
         await greeter.started.wait()
         stopping = asyncio.create_task(server.stop(grace=10))
         with pytest.raises(Unavailable):
             # The server said GOAWAY and closed its listener: a new call cannot start.
-            while True:
+            for _ in range(10_000):
                 await client.call("/helloworld.Greeter/Echo", 1)
         assert await slow == "slept"
         await stopping
@@ -35,10 +33,8 @@ async def test_graceful_stop_lets_calls_in_flight_finish_and_refuses_new_ones(gr
 
 
 @pytest.mark.asyncio
-async def test_calls_still_running_after_the_grace_period_are_cancelled(greeter):
-    server = Server(address="127.0.0.1:0")
-    server.register(greeter)
-    await server.start()
+async def test_calls_still_running_after_the_grace_period_are_cancelled(started_server, greeter):
+    server = started_server
     async with Client(server.address) as client:
         slow = asyncio.create_task(client.call("/helloworld.Greeter/Sleep", 60))
         await greeter.started.wait()
@@ -74,10 +70,8 @@ async def test_address_in_use_is_a_typed_error(pair, greeter):
 
 
 @pytest.mark.asyncio
-async def test_client_reconnects_to_a_restarted_server(greeter):
-    first = Server(address="127.0.0.1:0")
-    first.register(greeter)
-    await first.start()
+async def test_client_reconnects_to_a_restarted_server(started_server, greeter):
+    first = started_server
     async with Client(first.address) as client:
         assert await client.call("/helloworld.Greeter/Echo", 1) == 1
         await first.stop()
