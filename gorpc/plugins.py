@@ -84,5 +84,5 @@ def make_tracing(config: _CommonConfig) -> TracingPlugin | None:
     """The tracing plugin a config names, made with its [plugins.<name>] options, or None."""
     value = config.tracer
     if value is None or not isinstance(value, str):
-        return value  # type: ignore[no-any-return]
+        return value
     return load(TRACERS, value)(config.plugin_options(value))  # type: ignore[no-any-return]
