@@ -204,5 +204,5 @@ async def test_unknown_service_name_is_a_typed_error_naming_it():
     from gorpc import NoNodesAvailable
 
     async with Client("billing.Invoices") as client:
-        with pytest.raises(NoNodesAvailable, match="'billing.Invoices'"):
+        with pytest.raises(NoNodesAvailable, match=r"'billing\.Invoices'"):
             await client.call("/billing.Invoices/Get", 1)
