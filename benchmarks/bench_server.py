@@ -9,7 +9,7 @@ from gorpc import Server, Service
 class Greeter(Service):
     name = "helloworld.Greeter"
 
-    async def SayHello(self, req):
+    async def SayHello(self, req: dict[str, str]) -> dict[str, str]:
         return {"msg": req["msg"] + " world"}
 
 

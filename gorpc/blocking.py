@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from gorpc.client import _UNSET, Client
+from gorpc.config import ClientConfig
 from gorpc.context import Metadata
 from gorpc.runtime import loop_factory
 
@@ -33,7 +34,7 @@ class BlockingClient:
         self._closed = False
 
     @property
-    def config(self) -> Any:
+    def config(self) -> ClientConfig:
         return self._client.config
 
     def call(

@@ -51,7 +51,7 @@ class Client:
         self.config = ClientConfig.load(config, target=target, **options)
         cfg = self.config
         self._codec: Codec = make_codec(cfg.codec)
-        # The configured TracingPlugin, loaded by name; span interceptors use it (see README, Tracing).
+        # Loaded by name now, so a bad name fails here; nothing makes spans with it yet (README, Tracing).
         self.tracing = make_tracing(cfg)
         self._limit = cfg.max_message_size
         self._compress = cfg.compression == "zlib"

@@ -7,8 +7,6 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from gorpc.exceptions import InvalidRequest
-
 
 class MsgpackCodec:
     """The default: compact, fast, and bytes stay bytes."""
@@ -30,10 +28,7 @@ class JsonCodec:
     id: ClassVar[int] = 2
 
     def encode(self, obj: Any) -> bytes:
-        try:
-            return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-        except TypeError as exc:
-            raise InvalidRequest(f"json codec cannot encode: {exc}") from exc
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
     def decode(self, data: bytes | memoryview) -> Any:
         return json.loads(bytes(data))

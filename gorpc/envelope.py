@@ -13,7 +13,7 @@ from typing import Any
 
 import msgpack
 
-from gorpc.exceptions import ProtocolError, StatusCode
+from gorpc.exceptions import InternalError, InvalidRequest, ProtocolError, StatusCode
 
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
@@ -22,7 +22,10 @@ OK_HEAD = _packb([0, None, None, None])
 
 
 def pack_request_head(method: str, metadata: dict[str, Any] | None, timeout: float | None) -> bytes:
-    return _packb([method, metadata or None, timeout])
+    try:
+        return _packb([method, metadata or None, timeout])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidRequest(f"request metadata cannot be encoded: {exc}") from exc
 
 
 def unpack_request_head(data: memoryview) -> tuple[str, dict[str, Any], float | None]:
@@ -44,7 +47,10 @@ def pack_response_head(
 ) -> bytes:
     if code == StatusCode.OK and not metadata:
         return OK_HEAD
-    return _packb([code, message, type_name, metadata or None])
+    try:
+        return _packb([code, message, type_name, metadata or None])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InternalError(f"response metadata cannot be encoded: {exc}") from exc
 
 
 def unpack_response_head(data: memoryview) -> tuple[int, str, str | None, dict[str, Any] | None]:

@@ -27,8 +27,9 @@ FLUSH_FRAMES = 16
 class Connection(asyncio.Protocol):
     """One framed, multiplexed connection.
 
-    Writes made during one turn of the event loop go out in one `transport.write`; a connection
-    silent for `heartbeat_interval` is pinged and one silent for `heartbeat_timeout` is dropped.
+    Frames sent in one turn of the event loop are coalesced into few writes (see `send`); a
+    connection silent for `heartbeat_interval` is pinged and one silent for `heartbeat_timeout` is
+    dropped.
     """
 
     def __init__(self, *, max_message_size: int, heartbeat_interval: float, heartbeat_timeout: float) -> None:
@@ -66,12 +67,12 @@ class Connection(asyncio.Protocol):
         self._last_received = self._loop.time()
         try:
             for frame in self._decoder.feed(data):
-                if type(frame) is Frame:
+                if isinstance(frame, Frame):
                     self.frame_received(frame)
                 else:
-                    self.oversized_frame_received(frame)  # type: ignore[arg-type]
+                    self.oversized_frame_received(frame)
         except ProtocolError as exc:
-            logger.warning("closing connection from %s: %s", self.peer, exc.message)
+            logger.warning("closing connection with %s: %s", self.peer, exc.message)
             self.abort(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -48,7 +48,7 @@ class Server:
         self._interceptors = list(interceptors)
         self._ssl = ssl if ssl is not None else self.config.ssl_context()
         self._table = MethodTable()
-        # The configured TracingPlugin, loaded by name; span interceptors use it (see README, Tracing).
+        # Loaded by name now, so a bad name fails here; nothing makes spans with it yet (README, Tracing).
         self.tracing = make_tracing(self.config)
         self._listener: asyncio.Server | None = None
         self._dispatcher: Dispatcher | None = None

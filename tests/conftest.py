@@ -61,6 +61,10 @@ class Greeter(Service):
     async def Unencodable(self, req):
         return object()
 
+    async def BadMetadata(self, req, ctx: CallContext):
+        ctx.response_metadata["when"] = object()
+        return req
+
     async def Big(self, size):
         return b"x" * size
 

@@ -82,6 +82,20 @@ async def test_unencodable_request_and_reply(client):
         await client.call("/helloworld.Greeter/Unencodable", None)
 
 
+async def test_unencodable_metadata_is_a_typed_error_on_either_side(client, caplog):
+    with pytest.raises(InvalidRequest, match="request metadata cannot be encoded"):
+        await client.call("/helloworld.Greeter/Echo", 1, metadata={"when": object()})
+    with pytest.raises(InternalError, match="response metadata cannot be encoded"):
+        await client.call("/helloworld.Greeter/BadMetadata", 1)
+    assert "Traceback" not in caplog.text  # not the handler's fault: nothing logged as a handler error
+
+
+async def test_json_codec_refuses_what_json_cannot_carry(greeter):
+    async with loopback(greeter, codec="json") as (_, client):
+        with pytest.raises(InvalidRequest, match=r"cannot encode request with codec 'json': .*bytes"):
+            await client.call("/helloworld.Greeter/Echo", b"raw")
+
+
 async def test_deadline_exceeded_reaches_caller_in_time_and_cancels_the_handler(client, greeter):
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded, match="Sleep"):
