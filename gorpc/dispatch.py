@@ -110,6 +110,7 @@ class Dispatcher:
     async def _run(self, conn: ServerConnection, frame: Frame, oneway: bool) -> None:
         rid = frame.request_id
         path = "?"
+        ctx: CallContext | None = None
         try:
             path, metadata, timeout = unpack_request_head(frame.head)
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -146,7 +147,8 @@ class Dispatcher:
             if oneway:
                 logger.warning("one-way call %s from %s failed: %s", path, conn.peer, error)
             else:
-                conn.send_error(rid, error)
+                # Metadata the call set before failing still goes back (request ids, retry hints).
+                conn.send_error(rid, error, ctx.response_metadata if ctx is not None else None)
         finally:
             if not oneway:
                 conn.calls.pop(rid, None)
@@ -199,7 +201,7 @@ def _as_rpc_error(exc: Exception, path: str) -> RPCError:
     """The error the caller gets. A handler's own exception is logged here with its traceback."""
     if isinstance(exc, RPCError):
         return exc
-    logger.error("handler %s raised %s", path, type(exc).__name__, exc_info=exc)
+    logger.error("call %s raised %s", path, type(exc).__name__, exc_info=exc)
     return RemoteError(str(exc), type_name=type(exc).__name__)
 
 
@@ -243,9 +245,12 @@ class ServerConnection(Connection):
             ),
         )
 
-    def send_error(self, request_id: int, error: RPCError) -> None:
+    def send_error(self, request_id: int, error: RPCError, metadata: dict[str, Any] | None = None) -> None:
         type_name = error.type_name if isinstance(error, RemoteError) else None
-        head = pack_response_head(error.code, error.message, type_name, None)
+        try:
+            head = pack_response_head(error.code, error.message, type_name, metadata)
+        except InternalError:
+            head = pack_response_head(error.code, error.message, type_name, None)
         self.send(encode_header(MessageType.RESPONSE, request_id, len(head), 0), head)
 
     def lost(self, exc: Exception | None) -> None:

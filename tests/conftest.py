@@ -30,7 +30,8 @@ class Greeter(Service):
     async def Fail(self, req):
         raise ValueError(f"bad value {req!r}")
 
-    async def Refuse(self, req):
+    async def Refuse(self, req, ctx: CallContext):
+        ctx.response_metadata["retry-after"] = "never"
         raise InvalidRequest("name is required")
 
     async def Sleep(self, seconds):

@@ -7,7 +7,7 @@ import threading
 import pytest
 import trustme
 
-from gorpc import BlockingClient, Client, Server, Unavailable
+from gorpc import BlockingClient, Client, InvalidRequest, Server, Unavailable
 from gorpc.resolvers import StaticResolver
 from gorpc.testing import loopback
 
@@ -191,13 +191,18 @@ async def test_response_metadata_reaches_client_interceptors(greeter):
     seen = {}
 
     async def capture(ctx, request, next):
-        reply = await next(ctx, request)
-        seen.update(ctx.response_metadata)
-        return reply
+        try:
+            return await next(ctx, request)
+        finally:
+            seen.update(ctx.response_metadata)
 
     async with loopback(greeter, interceptors=[capture]) as (_, client):
         await client.call("/helloworld.Greeter/Context", None)
-    assert seen == {"served-by": "greeter"}
+        assert seen == {"served-by": "greeter"}
+        seen.clear()
+        with pytest.raises(InvalidRequest):  # an error reply carries what was set before the raise
+            await client.call("/helloworld.Greeter/Refuse", None)
+        assert seen == {"retry-after": "never"}
 
 
 async def test_unknown_service_name_is_a_typed_error_naming_it():
