@@ -211,3 +211,14 @@ async def test_unknown_service_name_is_a_typed_error_naming_it():
     async with Client("billing.Invoices") as client:
         with pytest.raises(NoNodesAvailable, match=r"'billing\.Invoices'"):
             await client.call("/billing.Invoices/Get", 1)
+
+
+async def test_blocking_client_is_safe_to_share_between_threads(pair):
+    server, _ = pair
+    with BlockingClient(server.address) as client:
+
+        def worker(n):
+            return [client.call("/helloworld.Greeter/Echo", [n, i]) for i in range(50)]
+
+        results = await asyncio.gather(*(asyncio.to_thread(worker, n) for n in range(4)))
+    assert results == [[[n, i] for i in range(50)] for n in range(4)]
