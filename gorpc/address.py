@@ -11,6 +11,8 @@ UNIX_PREFIX = "unix:"
 
 @dataclass(frozen=True)
 class TcpAddress:
+    """`host:port` (IPv6 hosts are written `[::1]:port`)."""
+
     host: str
     port: int
 
@@ -21,6 +23,8 @@ class TcpAddress:
 
 @dataclass(frozen=True)
 class UnixAddress:
+    """`unix:/path/to/socket`."""
+
     path: str
 
     def __str__(self) -> str:
@@ -36,6 +40,7 @@ def is_address(target: str) -> bool:
 
 
 def parse_address(text: str) -> Address:
+    """Parse a listen or dial address; raises ConfigError naming what is wrong."""
     if text.startswith(UNIX_PREFIX):
         path = text[len(UNIX_PREFIX) :]
         if not path:

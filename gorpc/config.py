@@ -66,6 +66,7 @@ class _CommonConfig:
         object.__setattr__(self, "plugins", MappingProxyType(frozen))
 
     def plugin_options(self, name: str) -> Mapping[str, Any]:
+        """The [plugins.<name>] table, empty if the config has none."""
         return self.plugins.get(name, MappingProxyType({}))
 
     @classmethod
@@ -110,6 +111,7 @@ class ServerConfig(_CommonConfig):
         object.__setattr__(self, "metadata", MappingProxyType({k: str(v) for k, v in self.metadata.items()}))
 
     def ssl_context(self) -> ssl.SSLContext | None:
+        """A server TLS context from the PEM files, or None without `tls_cert`."""
         if self.tls_cert is None:
             return None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.tls_ca)
@@ -139,6 +141,7 @@ class ClientConfig(_CommonConfig):
         _require(self.connect_timeout > 0, "connect_timeout must be > 0")
 
     def ssl_context(self) -> ssl.SSLContext | None:
+        """A client TLS context, or None when TLS is not asked for."""
         if not (self.tls or self.tls_ca or self.tls_cert):
             return None
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls_ca)

@@ -43,6 +43,7 @@ class MethodTable:
         self.methods: dict[str, Method] = {}
 
     def add(self, service: Service) -> None:
+        """Host `service`; a name already hosted raises ConfigError."""
         methods = list(service_methods(service))  # checks `service` first
         name = type(service).name
         if name in self.services:
@@ -51,6 +52,7 @@ class MethodTable:
         self.methods.update((m.path, m) for m in methods)
 
     def lookup(self, path: str) -> Method:
+        """The method at `path`; raises MethodNotFound saying whether the service or method is unknown."""
         method = self.methods.get(path)
         if method is not None:
             return method
@@ -92,6 +94,7 @@ class Dispatcher:
         return [task for conn in self.connections for task in conn.calls.values()] + list(self._oneway_calls)
 
     def dispatch(self, conn: ServerConnection, frame: Frame) -> None:
+        """Start a request frame's call as a task (or refuse it while stopping)."""
         oneway = frame.type == MessageType.ONEWAY
         rid = frame.request_id
         if self.stopping:
@@ -246,6 +249,7 @@ class ServerConnection(Connection):
         )
 
     def send_error(self, request_id: int, error: RPCError, metadata: dict[str, Any] | None = None) -> None:
+        """Answer request `request_id` with `error`'s status."""
         type_name = error.type_name if isinstance(error, RemoteError) else None
         try:
             head = pack_response_head(error.code, error.message, type_name, metadata)

@@ -22,6 +22,7 @@ OK_HEAD = _packb([0, None, None, None])
 
 
 def pack_request_head(method: str, metadata: dict[str, Any] | None, timeout: float | None) -> bytes:
+    """Encode a request head; unencodable metadata raises InvalidRequest."""
     try:
         return _packb([method, metadata or None, timeout])
     except (TypeError, ValueError, OverflowError) as exc:
@@ -29,6 +30,7 @@ def pack_request_head(method: str, metadata: dict[str, Any] | None, timeout: flo
 
 
 def unpack_request_head(data: memoryview) -> tuple[str, dict[str, Any], float | None]:
+    """Decode and check a request head; raises ProtocolError."""
     try:
         method, metadata, timeout = _unpackb(data)
     except Exception as exc:
@@ -45,8 +47,9 @@ def unpack_request_head(data: memoryview) -> tuple[str, dict[str, Any], float | 
 def pack_response_head(
     code: int, message: str | None, type_name: str | None, metadata: dict[str, Any] | None
 ) -> bytes:
-    if code == StatusCode.OK and not metadata:
-        return OK_HEAD
+    """Encode a response head; unencodable metadata raises InternalError."""
+    if code == StatusCode.OK and message is None and type_name is None and not metadata:
+        return OK_HEAD  # the common reply head, encoded once
     try:
         return _packb([code, message, type_name, metadata or None])
     except (TypeError, ValueError, OverflowError) as exc:
@@ -54,6 +57,7 @@ def pack_response_head(
 
 
 def unpack_response_head(data: memoryview) -> tuple[int, str, str | None, dict[str, Any] | None]:
+    """Decode and check a response head; raises ProtocolError."""
     try:
         code, message, type_name, metadata = _unpackb(data)
     except Exception as exc:

@@ -20,6 +20,9 @@ from gorpc.exceptions import ProtocolError
 MAGIC = b"GR"
 VERSION = 1
 HEADER = struct.Struct("!2sBBBBHIII")
+_PREFIX = MAGIC + bytes([VERSION])
+# The same 20 bytes read with magic and version as one field: one comparison per frame.
+_PARSE = struct.Struct("!3sBBBHIII")
 HEADER_SIZE = HEADER.size  # 20
 MAX_REQUEST_ID = 0xFFFFFFFF
 
@@ -27,6 +30,8 @@ FLAG_COMPRESSED = 0x01
 
 
 class MessageType(enum.IntEnum):
+    """The frame types of protocol version 1 (docs/protocol.md)."""
+
     REQUEST = 1
     RESPONSE = 2
     ONEWAY = 3  # a request that gets no response
@@ -40,6 +45,8 @@ KNOWN_TYPES = frozenset(int(t) for t in MessageType)
 
 
 class Frame(NamedTuple):
+    """A parsed frame; `head` and `body` are views into the received bytes."""
+
     type: int
     flags: int
     codec: int
@@ -59,6 +66,7 @@ class OversizedFrame(NamedTuple):
 def encode_header(
     msg_type: int, request_id: int, head_len: int, body_len: int, *, flags: int = 0, codec: int = 0
 ) -> bytes:
+    """The 20-byte header of a frame with this head and body length."""
     return HEADER.pack(MAGIC, VERSION, msg_type, flags, codec, 0, request_id, head_len, body_len)
 
 
@@ -83,6 +91,7 @@ class FrameDecoder:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[Frame | OversizedFrame]:
+        """The frames completed by `data`, in order."""
         if self._skip:
             if len(data) <= self._skip:
                 self._skip -= len(data)
@@ -102,10 +111,9 @@ class FrameDecoder:
         view = memoryview(data)
         pos, end = 0, len(data)
         while end - pos >= HEADER_SIZE:
-            magic, version, msg_type, flags, codec, _, request_id, head_len, body_len = HEADER.unpack_from(
-                data, pos
-            )
-            _check_magic_version(magic, version)
+            prefix, msg_type, flags, codec, _, request_id, head_len, body_len = _PARSE.unpack_from(data, pos)
+            if prefix != _PREFIX:
+                _refuse_prefix(prefix)
             size = head_len + body_len
             start = pos + HEADER_SIZE
             if size > self.max_size:
@@ -130,8 +138,7 @@ class FrameDecoder:
         return frames
 
 
-def _check_magic_version(magic: bytes, version: int) -> None:
-    if magic != MAGIC:
-        raise ProtocolError(f"bad magic {magic!r}: not a gorpc peer")
-    if version != VERSION:
-        raise ProtocolError(f"unsupported protocol version {version} (this side speaks {VERSION})")
+def _refuse_prefix(prefix: bytes) -> None:
+    if prefix[:2] != MAGIC:
+        raise ProtocolError(f"bad magic {prefix[:2]!r}: not a gorpc peer")
+    raise ProtocolError(f"unsupported protocol version {prefix[2]} (this side speaks {VERSION})")

@@ -12,6 +12,8 @@ from gorpc.exceptions import Unavailable
 
 
 class ConnectionPool:
+    """A client's connections, one per address, opened on first use and again after a loss."""
+
     def __init__(self, *, ssl: ssl_module.SSLContext | None, connect_timeout: float, **limits: Any) -> None:
         self._ssl = ssl
         self._connect_timeout = connect_timeout
@@ -72,6 +74,7 @@ class ConnectionPool:
             del self._open[conn.address]
 
     async def close(self) -> None:
+        """Close every connection, open or draining, and wait until each is closed."""
         for task in list(self._connecting.values()):
             task.cancel()
         conns = list(self._all)

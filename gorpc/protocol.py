@@ -120,6 +120,7 @@ class Connection(asyncio.Protocol):
 
     @property
     def is_open(self) -> bool:
+        """Connected and not closing."""
         return self.transport is not None and not self.transport.is_closing()
 
     def send(self, *parts: bytes | memoryview) -> None:
@@ -182,6 +183,7 @@ class Connection(asyncio.Protocol):
 
 
 def peer_name(transport: asyncio.BaseTransport) -> str:
+    """`host:port` of the other end, or `unix:<path>` for a Unix socket."""
     peer: Any = transport.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
         host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])

@@ -19,6 +19,8 @@ from gorpc.types import Node, ServiceInstance
 
 
 class StaticResolver:
+    """Nodes from `[plugins.static] services`, plus servers of this process that registered."""
+
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         options = dict(options or {})
         services = options.pop("services", {})

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 
 def uvloop_available() -> bool:
+    """Whether uvloop can be imported here."""
     return importlib.util.find_spec("uvloop") is not None
 
 

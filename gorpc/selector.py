@@ -32,12 +32,15 @@ class _ServiceEntry:
 
 
 class Selector:
+    """Picks a node per call from a per-service node cache, with one balancer per service."""
+
     def __init__(self, resolver: ResolverPlugin, balancer_factory: Callable[[], Balancer]) -> None:
         self.resolver = resolver
         self._balancer_factory = balancer_factory
         self._entries: dict[str, _ServiceEntry] = {}
 
     async def select(self, service: str, ctx: CallContext) -> Node:
+        """A node for this call; raises NoNodesAvailable, or Unavailable if the first lookup fails."""
         entry = self._entries.get(service)
         if entry is None or entry.nodes is None:
             entry = await self._resolve_first(service)
@@ -93,6 +96,7 @@ class Selector:
                 backoff = min(backoff * 2, WATCH_BACKOFF_MAX)
 
     async def close(self) -> None:
+        """Stop every watch."""
         tasks = [t for e in self._entries.values() for t in (e.first, e.watcher) if t is not None]
         for task in tasks:
             task.cancel()

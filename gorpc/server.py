@@ -73,6 +73,7 @@ class Server:
 
     @property
     def services(self) -> list[str]:
+        """The names of the hosted services."""
         return sorted(self._table.services)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -213,6 +214,7 @@ class Server:
             os.unlink(address.path)
 
     async def wait_stopped(self) -> None:
+        """Return once the server has stopped."""
         await self._stopped.wait()
 
     async def __aenter__(self) -> Self:

@@ -27,9 +27,13 @@ class Codec(Protocol):
     name: ClassVar[str]
     id: ClassVar[int]
 
-    def encode(self, obj: Any) -> bytes: ...
+    def encode(self, obj: Any) -> bytes:
+        """The payload as bytes; raises TypeError or ValueError for what the codec cannot carry."""
+        ...
 
-    def decode(self, data: bytes | memoryview) -> Any: ...
+    def decode(self, data: bytes | memoryview) -> Any:
+        """The payload from bytes; raises on malformed data."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -57,29 +61,43 @@ class ResolverPlugin(Protocol):
     """Service discovery. Server side: register on start, deregister on stop.
     Client side: resolve a service name to nodes, and watch it for changes."""
 
-    async def register(self, instance: ServiceInstance) -> None: ...
+    async def register(self, instance: ServiceInstance) -> None:
+        """Make `instance` findable (server start). Raise if the registry cannot be reached."""
+        ...
 
-    async def deregister(self, instance: ServiceInstance) -> None: ...
+    async def deregister(self, instance: ServiceInstance) -> None:
+        """Stop `instance` being found (graceful stop, before draining)."""
+        ...
 
-    async def resolve(self, service: str) -> Sequence[Node]: ...
+    async def resolve(self, service: str) -> Sequence[Node]:
+        """The nodes of `service` now; an empty list if it has none."""
+        ...
 
-    def watch(self, service: str) -> AsyncIterator[Sequence[Node]]: ...
+    def watch(self, service: str) -> AsyncIterator[Sequence[Node]]:
+        """Each new node list of `service` as it changes; ends when the resolver closes."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release connections and end watches."""
+        ...
 
 
 @runtime_checkable
 class Balancer(Protocol):
     """Picks the node for one call. Made once per client and service; may keep state."""
 
-    def pick(self, nodes: Sequence[Node], ctx: CallContext) -> Node: ...
+    def pick(self, nodes: Sequence[Node], ctx: CallContext) -> Node:
+        """One of `nodes` (never empty) for the call `ctx`."""
+        ...
 
 
 @runtime_checkable
 class TracingPlugin(Protocol):
     """Gives the tracer that spans are made with."""
 
-    def tracer(self, service_name: str) -> opentracing.Tracer: ...
+    def tracer(self, service_name: str) -> opentracing.Tracer:
+        """The tracer for spans of `service_name`."""
+        ...
 
 
 # Factories, as entry points name them. Plugin options come from the config's [plugins.<name>] table.
