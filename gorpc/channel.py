@@ -7,8 +7,19 @@ from collections.abc import Callable
 from typing import Any
 
 from gorpc.exceptions import MessageTooLarge, ProtocolError, Unavailable
-from gorpc.frame import MAX_REQUEST_ID, Frame, MessageType, OversizedFrame, encode_header
+from gorpc.frame import (
+    HEADER,
+    MAGIC,
+    MAX_REQUEST_ID,
+    VERSION,
+    Frame,
+    MessageType,
+    OversizedFrame,
+    encode_header,
+)
 from gorpc.protocol import Connection
+
+REQUEST = MessageType.REQUEST.value
 
 
 class ClientConnection(Connection):
@@ -25,13 +36,14 @@ class ClientConnection(Connection):
         self, head: bytes, body: bytes, *, flags: int, codec: int
     ) -> tuple[int, asyncio.Future[Frame]]:
         """Send a request; the future gets its response frame (or the connection's failure)."""
-        rid = self._new_request_id()
+        rid = self._next_id = (self._next_id + 1) & MAX_REQUEST_ID
+        if rid == 0 or rid in self.pending:
+            rid = self._new_request_id()  # wrapped around: skip ids still in use
         future: asyncio.Future[Frame] = self._loop.create_future()
         self.pending[rid] = future
+        # encode_header, inlined: this is the hottest path of a call.
         self.send(
-            encode_header(MessageType.REQUEST, rid, len(head), len(body), flags=flags, codec=codec),
-            head,
-            body,
+            HEADER.pack(MAGIC, VERSION, REQUEST, flags, codec, 0, rid, len(head), len(body)), head, body
         )
         return rid, future
 

@@ -115,11 +115,11 @@ class Client:
     async def _invoke(self, ctx: CallContext, request: Any) -> Any:
         flags, body = self._encode(request)
         # The common case, an open connection to a fixed address, costs no extra coroutine.
-        conn = self._pool.get_open(self._direct) if self._direct is not None else None
-        if conn is None:
+        conn = self._pool.open.get(self._direct) if self._direct is not None else None
+        if conn is None or conn.transport is None or conn.transport.is_closing():
             conn = await self._connection(ctx)
         ctx.peer = conn.address
-        remaining = ctx.time_remaining()
+        remaining = None if ctx.deadline is None else ctx.deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded(f"{ctx.method}: deadline passed before the request was sent")
         head = pack_request_head(ctx.method, ctx.metadata, remaining)
@@ -144,7 +144,8 @@ class Client:
             if timer is not None:
                 timer.cancel()
                 conn.pending.pop(rid, None)
-            conn.call_finished()
+            if conn.going_away:
+                conn.call_finished()
         return self._decode_reply(ctx, frame)
 
     def _decode_reply(self, ctx: CallContext, frame: Frame) -> Any:

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any, ClassVar
 
 import msgpack
+
+
+class PerThreadPacker(threading.local):
+    """`msgpack.packb` builds a Packer per call; reusing one is over twice as fast. A Packer keeps a
+    buffer, so each thread (each event loop) gets its own."""
+
+    def __init__(self) -> None:
+        self.pack = msgpack.Packer().pack
 
 
 class MsgpackCodec:
@@ -14,8 +23,11 @@ class MsgpackCodec:
     name: ClassVar[str] = "msgpack"
     id: ClassVar[int] = 1
 
+    def __init__(self) -> None:
+        self._packer = PerThreadPacker()
+
     def encode(self, obj: Any) -> bytes:
-        return msgpack.packb(obj)
+        return self._packer.pack(obj)
 
     def decode(self, data: bytes | memoryview) -> Any:
         return msgpack.unpackb(data)

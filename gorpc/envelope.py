@@ -13,18 +13,19 @@ from typing import Any
 
 import msgpack
 
+from gorpc.codecs import PerThreadPacker
 from gorpc.exceptions import InternalError, InvalidRequest, ProtocolError, StatusCode
 
-_packb = msgpack.packb
+_packer = PerThreadPacker()
 _unpackb = msgpack.unpackb
 
-OK_HEAD = _packb([0, None, None, None])
+OK_HEAD = msgpack.packb([0, None, None, None])
 
 
 def pack_request_head(method: str, metadata: dict[str, Any] | None, timeout: float | None) -> bytes:
     """Encode a request head; unencodable metadata raises InvalidRequest."""
     try:
-        return _packb([method, metadata or None, timeout])
+        return _packer.pack([method, metadata or None, timeout])
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidRequest(f"request metadata cannot be encoded: {exc}") from exc
 
@@ -51,7 +52,7 @@ def pack_response_head(
     if code == StatusCode.OK and message is None and type_name is None and not metadata:
         return OK_HEAD  # the common reply head, encoded once
     try:
-        return _packb([code, message, type_name, metadata or None])
+        return _packer.pack([code, message, type_name, metadata or None])
     except (TypeError, ValueError, OverflowError) as exc:
         raise InternalError(f"response metadata cannot be encoded: {exc}") from exc
 

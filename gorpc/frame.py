@@ -55,6 +55,9 @@ class Frame(NamedTuple):
     body: memoryview
 
 
+_new_tuple = tuple.__new__
+
+
 class OversizedFrame(NamedTuple):
     """A frame whose head + body exceed the limit. Its bytes are skipped, never buffered."""
 
@@ -130,7 +133,10 @@ class FrameDecoder:
                 break
             split = start + head_len
             pos = split + body_len
-            frames.append(Frame(msg_type, flags, codec, request_id, view[start:split], view[split:pos]))
+            # tuple.__new__ builds the NamedTuple in C, skipping its Python-level __new__.
+            frames.append(
+                _new_tuple(Frame, (msg_type, flags, codec, request_id, view[start:split], view[split:pos]))
+            )
         if pos < end:
             self._buffer += view[pos:]
             if end - pos < HEADER_SIZE:
