@@ -204,7 +204,8 @@ class Client:
         await self._pool.close()
         if self._selector is not None:
             await self._selector.close()
-            await self._selector.resolver.close()
+            if isinstance(self.config.resolver, str):  # a resolver object passed in is its owner's to close
+                await self._selector.resolver.close()
 
     async def __aenter__(self) -> Self:
         return self

@@ -98,7 +98,9 @@ class Server:
         try:
             await self._register()
         except BaseException:
+            await self._deregister()  # the services registered before the failure
             await self._close_listener()
+            await self._close_resolver()
             raise
         logger.info("serving %s on %s", ", ".join(self.services) or "no services", self.address)
 
@@ -165,10 +167,14 @@ class Server:
         await self._close_listener()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-        if self._resolver is not None:
-            await self._resolver.close()
+        await self._close_resolver()
         self._stopped.set()
         logger.info("stopped serving on %s", self.address)
+
+    async def _close_resolver(self) -> None:
+        # A resolver object passed in may be shared with other servers and clients: its owner closes it.
+        if self._resolver is not None and isinstance(self.config.resolver, str):
+            await self._resolver.close()
 
     async def _deregister(self) -> None:
         assert self._resolver is not None or not self._registered

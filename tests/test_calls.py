@@ -163,6 +163,12 @@ async def test_servers_register_with_a_shared_resolver_and_calls_spread_over_the
             # The stopped server deregistered: every later call goes to the other two.
             seen = {await client.call("/helloworld.Greeter/Which") for _ in range(6)}
             assert seen == {1, 2}
+            # Stopping a server did not close the shared resolver: a new server is still found.
+            servers.append(Server(address="127.0.0.1:0", resolver=resolver))
+            servers[-1].register(Where(3))
+            await servers[-1].start()
+            seen = {await client.call("/helloworld.Greeter/Which") for _ in range(6)}
+            assert seen == {1, 2, 3}
     finally:
         for server in servers:
             await server.stop()

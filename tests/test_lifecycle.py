@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gorpc import Client, Server, Unavailable
+from gorpc import Client, Server, Service, Unavailable
+from gorpc.resolvers import StaticResolver
 from gorpc.runtime import loop_factory, uvloop_available
 from gorpc.testing import loopback, server_process
 
@@ -124,3 +125,28 @@ def test_loop_choice_follows_the_config():
 def test_uvloop_is_installed_for_the_test_run():
     # The `uvloop` extra is part of the test setup; without it the loop-choice test proves less.
     assert uvloop_available() or sys.platform == "win32"
+
+
+@pytest.mark.asyncio
+async def test_failed_registration_leaves_nothing_registered(greeter):
+    class Flaky(StaticResolver):
+        async def register(self, instance):
+            if instance.service == "z.Second":
+                raise OSError("registry unreachable")
+            await super().register(instance)
+
+    class Second(Service):
+        name = "z.Second"
+
+        async def Ping(self, req):
+            return req
+
+    resolver = Flaky()
+    server = Server(address="127.0.0.1:0", resolver=resolver)
+    server.register(greeter, Second())
+    with pytest.raises(Unavailable, match=r"cannot register z\.Second .*registry unreachable"):
+        await server.start()
+    assert await resolver.resolve("helloworld.Greeter") == []
+    async with Client(server.address) as client:  # and nothing listens any more
+        with pytest.raises(Unavailable, match="cannot connect"):
+            await client.call("/helloworld.Greeter/Echo", 1)
