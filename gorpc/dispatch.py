@@ -157,15 +157,21 @@ class Dispatcher:
                 conn.calls.pop(rid, None)
 
     async def _call_with_deadline(self, ctx: CallContext, request: Any, timeout: float) -> Any:
+        # What asyncio.timeout() does, with one timer and no Python-level context manager, which
+        # cost a tenth of a call (callgrind, a call with a timeout: 170k instructions, 152k after).
         if timeout <= 0:
             raise DeadlineExceeded(f"{ctx.method}: deadline had passed when the request arrived")
+        expiry = _Expiry(asyncio.current_task())
+        timer = asyncio.get_running_loop().call_later(timeout, expiry.fire)
         try:
-            async with asyncio.timeout(timeout) as scope:
-                return await self._chain(ctx, request)
-        except TimeoutError as exc:
-            if scope.expired():
+            return await self._chain(ctx, request)
+        except asyncio.CancelledError as exc:
+            # Ours only if the timer fired and no other cancellation is pending (server stop, CANCEL).
+            if expiry.fired and expiry.task.uncancel() == 0:
                 raise DeadlineExceeded(f"{ctx.method}: deadline of {timeout:.3f}s exceeded") from exc
             raise
+        finally:
+            timer.cancel()
 
     def _call_handler(self, ctx: CallContext, request: Any) -> Awaitable[Any]:
         # A plain function returning the handler's awaitable: one coroutine frame less per call.
@@ -195,6 +201,21 @@ class Dispatcher:
             raise
         except Exception as exc:
             raise InternalError(f"cannot encode reply with codec {codec.name!r}: {exc}") from exc
+
+
+class _Expiry:
+    """Cancels a call's task at its deadline, and remembers that it did."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        assert task is not None, "calls run in tasks"
+        self.task = task
+        self.fired = False
+
+    def fire(self) -> None:
+        self.fired = True
+        self.task.cancel()
 
 
 def _as_rpc_error(exc: Exception, path: str) -> RPCError:

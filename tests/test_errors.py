@@ -105,6 +105,17 @@ async def test_deadline_exceeded_reaches_caller_in_time_and_cancels_the_handler(
     assert await client.call("/helloworld.Greeter/Echo", "after") == "after"
 
 
+async def test_server_enforces_the_deadline_it_is_sent(pair, greeter):
+    """Without the client's own timer: the server alone answers DEADLINE_EXCEEDED and stops the handler."""
+    server, _ = pair
+    head = msgpack.packb(["/helloworld.Greeter/Sleep", None, 0.1])
+    (frame,) = await asyncio.wait_for(raw_call(server.address, request_frame(6, head, msgpack.packb(30))), 10)
+    code, message, _, _ = msgpack.unpackb(frame.head)
+    assert (frame.request_id, code) == (6, StatusCode.DEADLINE_EXCEEDED)
+    assert "deadline of 0.100s exceeded" in message
+    assert greeter.cancelled.is_set()
+
+
 async def test_deadline_errors_are_timeout_errors(client):
     with pytest.raises(TimeoutError):
         await client.call("/helloworld.Greeter/Sleep", 30, timeout=0.05)

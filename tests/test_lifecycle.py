@@ -34,10 +34,11 @@ async def test_graceful_stop_lets_calls_in_flight_finish_and_refuses_new_ones(st
 
 
 @pytest.mark.asyncio
-async def test_calls_still_running_after_the_grace_period_are_cancelled(started_server, greeter):
+@pytest.mark.parametrize("timeout", [None, 30.0])
+async def test_calls_still_running_after_the_grace_period_are_cancelled(started_server, greeter, timeout):
     server = started_server
     async with Client(server.address) as client:
-        slow = asyncio.create_task(client.call("/helloworld.Greeter/Sleep", 60))
+        slow = asyncio.create_task(client.call("/helloworld.Greeter/Sleep", 60, timeout=timeout))
         await greeter.started.wait()
         await server.stop(grace=0.1)
         with pytest.raises(Unavailable, match="server stopped before the call completed"):
