@@ -191,11 +191,6 @@ class Client:
         self._selector = Selector(make_resolver(cfg), make_balancer_factory(cfg.balancer))
         return self._selector
 
-    @property
-    def selector(self) -> Selector:
-        """Where nodes come from for service-name targets (made on first use)."""
-        return self._selector or self._make_selector()
-
     async def close(self) -> None:
         """Close every connection this client opened and stop its resolver watches."""
         if self._closed:

@@ -41,8 +41,6 @@ class MessageType(enum.IntEnum):
     CANCEL = 7  # the caller gave up on request `request_id`
 
 
-KNOWN_TYPES = frozenset(int(t) for t in MessageType)
-
 
 class Frame(NamedTuple):
     """A parsed frame; `head` and `body` are views into the received bytes."""

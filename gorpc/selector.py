@@ -49,11 +49,6 @@ class Selector:
             raise NoNodesAvailable(service, "the resolver lists no instance")
         return entry.balancer.pick(nodes, ctx)
 
-    def nodes(self, service: str) -> Sequence[Node] | None:
-        """The cached node list, or None before the first resolution."""
-        entry = self._entries.get(service)
-        return None if entry is None else entry.nodes
-
     async def _resolve_first(self, service: str) -> _ServiceEntry:
         entry = self._entries.get(service)
         if entry is None:

@@ -51,7 +51,10 @@ async def test_stop_is_idempotent_and_safe_before_start(greeter):
     never_started = Server(address="127.0.0.1:0")
     await never_started.stop()
     async with loopback(greeter) as (server, _):
-        pass
+        waiter = asyncio.create_task(server.wait_stopped())
+        await asyncio.sleep(0)  # let it start waiting
+        assert not waiter.done()  # a running server is not stopped
+    await asyncio.wait_for(waiter, 5)  # the context manager's stop released it
     await server.stop()  # again, after the context manager stopped it
 
 
