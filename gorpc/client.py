@@ -115,8 +115,8 @@ class Client:
     async def _invoke(self, ctx: CallContext, request: Any) -> Any:
         flags, body = self._encode(request)
         # The common case, an open connection to a fixed address, costs no extra coroutine.
-        conn = self._pool.open.get(self._direct) if self._direct is not None else None
-        if conn is None or conn.transport is None or conn.transport.is_closing():
+        conn = self._pool.get_open(self._direct) if self._direct is not None else None
+        if conn is None:
             conn = await self._connection(ctx)
         ctx.peer = conn.address
         remaining = None if ctx.deadline is None else ctx.deadline - time.monotonic()

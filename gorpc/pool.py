@@ -18,13 +18,13 @@ class ConnectionPool:
         self._ssl = ssl
         self._connect_timeout = connect_timeout
         self._limits = limits
-        self.open: dict[str, ClientConnection] = {}  # usable connections by address (the fast path)
+        self._open: dict[str, ClientConnection] = {}
         self._connecting: dict[str, asyncio.Task[ClientConnection]] = {}
         self._all: set[ClientConnection] = set()  # open and draining, for close()
 
     def get_open(self, address: str) -> ClientConnection | None:
         """The usable connection to `address`, if there is one (the call path's fast path)."""
-        conn = self.open.get(address)
+        conn = self._open.get(address)
         return conn if conn is not None and conn.is_open else None
 
     async def connect(self, address: str) -> ClientConnection:
@@ -64,14 +64,14 @@ class ConnectionPool:
             raise Unavailable(f"connecting to {address} timed out after {self._connect_timeout}s") from exc
         except (OSError, ssl_module.SSLError) as exc:
             raise Unavailable(f"cannot connect to {address}: {exc}") from exc
-        self.open[address] = conn
+        self._open[address] = conn
         self._all.add(conn)
         conn.closed.add_done_callback(lambda _: self._all.discard(conn))
         return conn
 
     def _forget(self, conn: ClientConnection) -> None:
-        if self.open.get(conn.address) is conn:
-            del self.open[conn.address]
+        if self._open.get(conn.address) is conn:
+            del self._open[conn.address]
 
     async def close(self) -> None:
         """Close every connection, open or draining, and wait until each is closed."""

@@ -143,11 +143,7 @@ class Connection(asyncio.Protocol):
 
     def _end_of_turn(self) -> None:
         self._flush_scheduled = False
-        if self._out and self.transport is not None:  # _flush, inlined: it runs for every frame sent
-            data = b"".join(self._out)
-            self._out.clear()
-            self.transport.write(data)
-        self._queued_frames = 0
+        self._flush()
 
     def _flush(self) -> None:
         if self.transport is not None and self._out:
