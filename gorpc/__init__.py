@@ -7,6 +7,7 @@ from gorpc.context import CallContext
 from gorpc.exceptions import (
     Cancelled,
     ConfigError,
+    ConnectionFailed,
     DeadlineExceeded,
     GorpcError,
     InternalError,
@@ -45,6 +46,7 @@ __all__ = [
     "ClientConfig",
     "Codec",
     "ConfigError",
+    "ConnectionFailed",
     "DeadlineExceeded",
     "GorpcError",
     "Interceptor",

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from gorpc.exceptions import MessageTooLarge, ProtocolError, Unavailable
+from gorpc.exceptions import ConnectionFailed, MessageTooLarge, ProtocolError
 from gorpc.frame import (
     HEADER,
     MAGIC,
@@ -95,7 +95,7 @@ class ClientConnection(Connection):
     def lost(self, exc: Exception | None) -> None:
         self._on_unusable(self)
         reason = f": {exc}" if exc else ""
-        error = Unavailable(f"connection to {self.address} lost{reason}")
+        error = ConnectionFailed(f"connection to {self.address} lost{reason}")
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl as ssl_module
 import time
 from collections.abc import Sequence
@@ -15,19 +16,26 @@ from gorpc.config import ClientConfig, ConfigSource
 from gorpc.context import CallContext, Metadata
 from gorpc.envelope import pack_request_head, unpack_response_head
 from gorpc.exceptions import (
+    ConnectionFailed,
     DeadlineExceeded,
     InvalidRequest,
     MessageTooLarge,
+    NoNodesAvailable,
     ProtocolError,
+    Unavailable,
     error_from_status,
 )
+from gorpc.failover import RetryPolicy
 from gorpc.frame import Frame
+from gorpc.health import Ejections
 from gorpc.interceptors import build_chain
 from gorpc.payload import decode_body, encode_body
 from gorpc.plugins import make_balancer_factory, make_codec, make_resolver, make_tracing
 from gorpc.pool import ConnectionPool
 from gorpc.selector import Selector
 from gorpc.types import Codec, Interceptor
+
+logger = logging.getLogger("gorpc.client")
 
 _UNSET: Any = object()
 
@@ -64,6 +72,8 @@ class Client:
         )
         self._direct = cfg.target if cfg.target is not None and is_address(cfg.target) else None
         self._selector: Selector | None = None
+        self._ejections = Ejections(cfg.eject_time, cfg.eject_time_max)
+        self._retry = RetryPolicy(cfg.fail_mode, cfg.retries, cfg.idempotent)
         self._chain = build_chain(list(interceptors), self._invoke)
         self._closed = False
 
@@ -79,7 +89,8 @@ class Client:
         """Call `method` (`/service/Method`) and return its reply.
 
         `timeout` (seconds) travels to the server as the call's deadline; it defaults to the
-        config's `timeout`. Extra keyword options are for plugins (a balancer's hash key, say).
+        config's `timeout`. Extra keyword options are for the balancer and fail mode
+        (`hash_key=...`, `idempotent=True`) and for plugins.
         """
         ctx = self._context(method, timeout, metadata, options, oneway=False)
         return await self._chain(ctx, request)
@@ -114,10 +125,48 @@ class Client:
 
     async def _invoke(self, ctx: CallContext, request: Any) -> Any:
         flags, body = self._encode(request)
+        if self._direct is None:
+            return await self._invoke_resolved(ctx, flags, body)
         # The common case, an open connection to a fixed address, costs no extra coroutine.
-        conn = self._pool.get_open(self._direct) if self._direct is not None else None
+        conn = self._pool.get_open(self._direct)
         if conn is None:
-            conn = await self._connection(ctx)
+            conn = await _within_deadline(self._pool.connect(self._direct), ctx)
+        return await self._exchange(conn, ctx, flags, body)
+
+    async def _invoke_resolved(self, ctx: CallContext, flags: int, body: bytes) -> Any:
+        """Pick a node, call it, and on failure try others as the fail mode allows."""
+        selector = self._selector or self._make_selector()
+        service = self.config.target or ctx.service
+        tried: list[str] = []
+        last_error: Unavailable | None = None
+        while True:
+            try:
+                node = await _within_deadline(selector.select(service, ctx, tried), ctx)
+            except NoNodesAvailable:
+                if last_error is None:
+                    raise
+                break  # nowhere else to try
+            try:
+                conn = self._pool.get_open(node.address)
+                if conn is None:
+                    conn = await _within_deadline(self._pool.connect(node.address), ctx)
+                    self._ejections.restore(node.address)
+                return await self._exchange(conn, ctx, flags, body)
+            except Unavailable as exc:
+                if isinstance(exc, ConnectionFailed):
+                    self._ejections.eject(node.address, exc)
+                if not self._retry.should_retry(exc, ctx, len(tried)):
+                    raise
+                last_error = exc
+                tried.append(node.address)
+                logger.info("%s failed on %s (%s); trying another node", ctx.method, node.address, exc)
+            finally:
+                selector.done(service, node, ctx)
+        assert last_error is not None
+        raise last_error  # the caller gets the real failure, not "no more nodes"
+
+    async def _exchange(self, conn: ClientConnection, ctx: CallContext, flags: int, body: bytes) -> Any:
+        """Send the request on `conn` and wait for its reply (or, for a one-way call, for the write)."""
         ctx.peer = conn.address
         remaining = None if ctx.deadline is None else ctx.deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
@@ -175,21 +224,15 @@ class Client:
         except Exception as exc:
             raise InvalidRequest(f"cannot encode request with codec {self._codec.name!r}: {exc}") from exc
 
-    async def _connection(self, ctx: CallContext) -> ClientConnection:
-        address = self._direct
-        if address is None:
-            selector = self._selector or self._make_selector()
-            node = await _within_deadline(selector.select(self.config.target or ctx.service, ctx), ctx)
-            address = node.address
-        conn = self._pool.get_open(address)
-        if conn is None:
-            conn = await _within_deadline(self._pool.connect(address), ctx)
-        return conn
-
     def _make_selector(self) -> Selector:
         cfg = self.config
-        self._selector = Selector(make_resolver(cfg), make_balancer_factory(cfg.balancer))
+        self._selector = Selector(make_resolver(cfg), make_balancer_factory(cfg.balancer), self._ejections)
         return self._selector
+
+    @property
+    def ejected_nodes(self) -> list[str]:
+        """Addresses left out of balancing now because their connections failed (passive health)."""
+        return self._ejections.ejected()
 
     async def close(self) -> None:
         """Close every connection this client opened and stop its resolver watches."""

@@ -26,6 +26,7 @@ from gorpc import plugins
 from gorpc.address import parse_address
 from gorpc.compression import CHOICES as COMPRESSION_CHOICES
 from gorpc.exceptions import ConfigError
+from gorpc.failover import FAIL_MODES
 
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 MAX_FRAME_LENGTH = 0xFFFFFFFF  # head + body length fields are uint32
@@ -132,6 +133,11 @@ class ClientConfig(_CommonConfig):
     timeout: float | None = None  # default per-call timeout in seconds
     connect_timeout: float = 5.0
     tls: bool = False  # TLS with the system's CAs (implied by tls_ca / tls_cert)
+    fail_mode: str = "failover"  # or "failfast": see gorpc.failover
+    retries: int = 2  # failover: further nodes tried after the first
+    idempotent: tuple[str, ...] = ()  # methods ("/pkg.Service/Method") or services safe to run twice
+    eject_time: float = 1.0  # a node whose connection fails sits out this long, doubling per failure
+    eject_time_max: float = 30.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -139,6 +145,13 @@ class ClientConfig(_CommonConfig):
         _check_plugin(plugins.BALANCERS, self.balancer)
         _require(self.timeout is None or self.timeout > 0, "timeout must be > 0")
         _require(self.connect_timeout > 0, "connect_timeout must be > 0")
+        _require(self.fail_mode in FAIL_MODES, f"fail_mode must be one of {FAIL_MODES}")
+        _require(self.retries >= 0, "retries must be >= 0")
+        _require(0 < self.eject_time <= self.eject_time_max, "eject_time must be > 0 and <= eject_time_max")
+        _require(
+            not isinstance(self.idempotent, str), "idempotent is a list of method paths or service names"
+        )
+        object.__setattr__(self, "idempotent", tuple(self.idempotent))
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """A client TLS context, or None when TLS is not asked for."""

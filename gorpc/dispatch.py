@@ -24,6 +24,7 @@ from gorpc.exceptions import (
     RemoteError,
     RPCError,
     Unavailable,
+    wire_type_name,
 )
 from gorpc.frame import HEADER, MAGIC, VERSION, Frame, MessageType, OversizedFrame, encode_header
 from gorpc.interceptors import build_chain
@@ -101,7 +102,9 @@ class Dispatcher:
         rid = frame.request_id
         if self.stopping:
             if not oneway:
-                conn.send_error(rid, Unavailable("server is stopping; retry on another instance"))
+                conn.send_error(
+                    rid, Unavailable("server is stopping; retry on another instance", unprocessed=True)
+                )
             return
         if not oneway and rid in conn.calls:
             raise ProtocolError(f"request id {rid} is already in flight on this connection")
@@ -268,7 +271,7 @@ class ServerConnection(Connection):
 
     def send_error(self, request_id: int, error: RPCError, metadata: dict[str, Any] | None = None) -> None:
         """Answer request `request_id` with `error`'s status."""
-        type_name = error.type_name if isinstance(error, RemoteError) else None
+        type_name = wire_type_name(error)
         try:
             head = pack_response_head(error.code, error.message, type_name, metadata)
         except InternalError:

@@ -7,6 +7,7 @@
         ├── Cancelled (asyncio.CancelledError is *not* a parent: it must not be swallowed)
         ├── DeadlineExceeded (TimeoutError)   the caller's timeout passed
         ├── Unavailable (ConnectionError)     no connection, connection lost, server stopping
+        │   ├── ConnectionFailed              connecting failed, or the connection was lost
         │   └── NoNodesAvailable (LookupError) a resolver knows no node for the service
         ├── MethodNotFound (LookupError)      unknown service or method
         ├── InvalidRequest (ValueError)       the request could not be decoded or was refused
@@ -86,9 +87,21 @@ class DeadlineExceeded(RPCError, TimeoutError):
 
 
 class Unavailable(RPCError, ConnectionError):
-    """The server could not be reached, the connection was lost, or the server is stopping."""
+    """The server could not be reached, the connection was lost, or the server is stopping.
+
+    `unprocessed` is True when the request provably never reached a handler (it was never sent, or
+    the server refused it unread), so retrying it elsewhere is safe whatever the method does.
+    """
 
     code = StatusCode.UNAVAILABLE
+
+    def __init__(self, message: str = "", *, unprocessed: bool = False) -> None:
+        super().__init__(message)
+        self.unprocessed = unprocessed
+
+
+class ConnectionFailed(Unavailable):
+    """Connecting to a node failed (`unprocessed`), or its connection was lost mid-call."""
 
 
 class NoNodesAvailable(Unavailable, LookupError):
@@ -97,7 +110,7 @@ class NoNodesAvailable(Unavailable, LookupError):
     def __init__(self, service: str, detail: str = "") -> None:
         self.service = service
         suffix = f": {detail}" if detail else ""
-        super().__init__(f"no nodes available for service {service!r}{suffix}")
+        super().__init__(f"no nodes available for service {service!r}{suffix}", unprocessed=True)
 
 
 class MethodNotFound(RPCError, LookupError):
@@ -162,9 +175,24 @@ _BY_CODE: dict[int, type[RPCError]] = {
 }
 
 
+# The type name an UNAVAILABLE reply carries when the server refused the request without reading it.
+UNPROCESSED = "unprocessed"
+
+
+def wire_type_name(error: RPCError) -> str | None:
+    """What goes in a response head's type-name field for `error`."""
+    if isinstance(error, RemoteError):
+        return error.type_name
+    if isinstance(error, Unavailable) and error.unprocessed:
+        return UNPROCESSED
+    return None
+
+
 def error_from_status(code: int, message: str, type_name: str | None) -> RPCError:
     """Rebuild the typed error a server sent. An unknown code becomes a RemoteError."""
     cls = _BY_CODE.get(code)
     if cls is None or cls is RemoteError:
         return RemoteError(message, type_name=type_name or f"status {code}")
+    if cls is Unavailable:
+        return Unavailable(message, unprocessed=type_name == UNPROCESSED)
     return cls(message)

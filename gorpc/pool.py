@@ -8,7 +8,7 @@ from typing import Any
 
 from gorpc.address import UnixAddress, parse_address
 from gorpc.channel import ClientConnection
-from gorpc.exceptions import Unavailable
+from gorpc.exceptions import ConnectionFailed
 
 
 class ConnectionPool:
@@ -61,9 +61,11 @@ class ConnectionPool:
                 else:
                     _, conn = await loop.create_connection(factory, parsed.host, parsed.port, ssl=self._ssl)
         except TimeoutError as exc:
-            raise Unavailable(f"connecting to {address} timed out after {self._connect_timeout}s") from exc
+            raise ConnectionFailed(
+                f"connecting to {address} timed out after {self._connect_timeout}s", unprocessed=True
+            ) from exc
         except (OSError, ssl_module.SSLError) as exc:
-            raise Unavailable(f"cannot connect to {address}: {exc}") from exc
+            raise ConnectionFailed(f"cannot connect to {address}: {exc}", unprocessed=True) from exc
         self._open[address] = conn
         self._all.add(conn)
         conn.closed.add_done_callback(lambda _: self._all.discard(conn))

@@ -2,18 +2,20 @@
 
 The call path never asks the resolver: the first call for a service waits for one resolution,
 then a background watch replaces the list as it changes. If the watch fails, the last good list
-keeps serving while the watch retries with backoff.
+keeps serving while the watch retries with backoff. Nodes ejected by passive health checks
+(`gorpc.health`) are left out until their ejection ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from gorpc.context import CallContext
 from gorpc.exceptions import NoNodesAvailable, RPCError, Unavailable
-from gorpc.types import Balancer, Node, ResolverPlugin
+from gorpc.health import Ejections
+from gorpc.types import Balancer, LoadAwareBalancer, Node, ResolverPlugin
 
 logger = logging.getLogger("gorpc.selector")
 
@@ -22,11 +24,25 @@ WATCH_BACKOFF_MAX = 30.0
 
 
 class _ServiceEntry:
-    __slots__ = ("balancer", "first", "nodes", "watcher")
+    __slots__ = (
+        "balancer",
+        "first",
+        "load_aware",
+        "nodes",
+        "usable",
+        "usable_of",
+        "usable_version",
+        "watcher",
+    )
 
     def __init__(self, balancer: Balancer) -> None:
         self.balancer = balancer
+        self.load_aware = isinstance(balancer, LoadAwareBalancer)
         self.nodes: Sequence[Node] | None = None
+        # `nodes` less the ejected ones, cached until the list or the ejections change.
+        self.usable: Sequence[Node] = ()
+        self.usable_of: Sequence[Node] | None = None
+        self.usable_version = -1
         self.first: asyncio.Task[None] | None = None
         self.watcher: asyncio.Task[None] | None = None
 
@@ -34,20 +50,50 @@ class _ServiceEntry:
 class Selector:
     """Picks a node per call from a per-service node cache, with one balancer per service."""
 
-    def __init__(self, resolver: ResolverPlugin, balancer_factory: Callable[[], Balancer]) -> None:
+    def __init__(
+        self,
+        resolver: ResolverPlugin,
+        balancer_factory: Callable[[], Balancer],
+        ejections: Ejections | None = None,
+    ) -> None:
         self.resolver = resolver
         self._balancer_factory = balancer_factory
+        self._ejections = ejections
         self._entries: dict[str, _ServiceEntry] = {}
 
-    async def select(self, service: str, ctx: CallContext) -> Node:
-        """A node for this call; raises NoNodesAvailable, or Unavailable if the first lookup fails."""
+    async def select(self, service: str, ctx: CallContext, avoid: Collection[str] = ()) -> Node:
+        """A node for this call, not one of the addresses in `avoid` (those already tried).
+
+        Raises NoNodesAvailable, or Unavailable if the first lookup fails.
+        """
         entry = self._entries.get(service)
         if entry is None or entry.nodes is None:
             entry = await self._resolve_first(service)
-        nodes = entry.nodes
+        nodes = self._usable(entry)
         if not nodes:
             raise NoNodesAvailable(service, "the resolver lists no instance")
+        if avoid:
+            nodes = [n for n in nodes if n.address not in avoid]
+            if not nodes:
+                raise NoNodesAvailable(service, f"every node has been tried ({', '.join(sorted(avoid))})")
         return entry.balancer.pick(nodes, ctx)
+
+    def done(self, service: str, node: Node, ctx: CallContext) -> None:
+        """Tell a load-aware balancer that the call it placed on `node` has ended."""
+        entry = self._entries.get(service)
+        if entry is not None and entry.load_aware:
+            entry.balancer.done(node, ctx)  # type: ignore[attr-defined]
+
+    def _usable(self, entry: _ServiceEntry) -> Sequence[Node]:
+        nodes = entry.nodes or ()
+        ejections = self._ejections
+        if ejections is None or not ejections.any():
+            return nodes
+        ejections.expire()
+        if entry.usable_of is not nodes or entry.usable_version != ejections.version:
+            entry.usable = ejections.available(nodes)
+            entry.usable_of, entry.usable_version = nodes, ejections.version
+        return entry.usable
 
     async def _resolve_first(self, service: str) -> _ServiceEntry:
         entry = self._entries.get(service)

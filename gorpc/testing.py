@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -9,7 +10,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,21 @@ async def loopback(
     server.register(*services)
     async with server, Client(server.address, **client_options) as client:
         yield server, client
+
+
+async def eventually(
+    condition: Callable[[], object], *, timeout: float = 5.0, interval: float = 0.01, what: str = ""
+) -> float:
+    """Wait until `condition()` is true; returns the seconds it took. Raises TimeoutError after `timeout`.
+
+    For state that changes without an event to await (another process, a registry, a clock).
+    """
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"{what or condition!r} not true after {timeout}s")
+        await asyncio.sleep(interval)
+    return time.monotonic() - start
 
 
 @dataclass

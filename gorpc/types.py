@@ -92,6 +92,15 @@ class Balancer(Protocol):
 
 
 @runtime_checkable
+class LoadAwareBalancer(Balancer, Protocol):
+    """A balancer that is also told when each call it placed has ended (to count calls in flight)."""
+
+    def done(self, node: Node, ctx: CallContext) -> None:
+        """The call `ctx`, placed on `node` by `pick`, has ended (answered, failed or cancelled)."""
+        ...
+
+
+@runtime_checkable
 class TracingPlugin(Protocol):
     """Gives the tracer that spans are made with."""
 

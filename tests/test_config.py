@@ -38,9 +38,8 @@ def test_config_is_frozen_all_the_way_down():
 
 
 def test_unknown_plugin_name_lists_the_known_ones():
-    with pytest.raises(
-        PluginNotFound, match=r"unknown gorpc.balancers plugin 'fastest'; known: random, round_robin"
-    ):
+    known = "consistent_hash, least_loaded, random, round_robin, weighted_round_robin"
+    with pytest.raises(PluginNotFound, match=rf"unknown gorpc.balancers plugin 'fastest'; known: {known}"):
         ClientConfig(balancer="fastest")
     with pytest.raises(PluginNotFound, match=r"gorpc.codecs plugin 'xml'; known: json, msgpack"):
         ClientConfig(codec="xml")

@@ -1,0 +1,222 @@
+"""Fail modes and passive health over real sockets: dead nodes are skipped, nothing runs twice."""
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from gorpc import Client, ConnectionFailed, Server, Service, Unavailable
+from gorpc.balancers import LeastLoadedBalancer
+from gorpc.context import CallContext
+from gorpc.exceptions import UNPROCESSED, StatusCode, error_from_status, wire_type_name
+from gorpc.failover import RetryPolicy
+from gorpc.health import Ejections
+from gorpc.testing import eventually
+from gorpc.types import Node
+
+from .conftest import free_port
+
+SERVICE = "test.Where"
+
+
+class Where(Service):
+    """Answers with its label; a hanging one never answers (until its connection goes)."""
+
+    name = SERVICE
+
+    def __init__(self, label: str, hang: bool = False) -> None:
+        self.label = label
+        self.hang = hang
+        self.calls = 0
+        self.started = asyncio.Event()
+
+    async def Which(self, req):
+        self.calls += 1
+        self.started.set()
+        if self.hang:
+            await asyncio.Event().wait()
+        return self.label
+
+
+async def start(service: Service, address: str = "127.0.0.1:0") -> Server:
+    server = Server(address=address)
+    server.register(service)
+    await server.start()
+    return server
+
+
+def client_for(*addresses: str, **options) -> Client:
+    plugins = {"static": {"services": {SERVICE: list(addresses)}}}
+    return Client(SERVICE, plugins=plugins, **options)
+
+
+@pytest.mark.asyncio
+async def test_failover_skips_a_dead_node_and_ejects_it():
+    dead = f"127.0.0.1:{free_port()}"
+    live = Where("live")
+    server = await start(live)
+    try:
+        async with client_for(dead, server.address) as client:
+            replies = [await client.call(f"/{SERVICE}/Which") for _ in range(6)]
+            assert replies == ["live"] * 6
+            assert client.ejected_nodes == [dead]
+    finally:
+        await server.stop()
+    assert live.calls == 6
+
+
+@pytest.mark.asyncio
+async def test_failfast_reports_the_dead_node_at_once():
+    dead = f"127.0.0.1:{free_port()}"
+    async with client_for(dead, fail_mode="failfast") as client:
+        with pytest.raises(ConnectionFailed, match=f"cannot connect to {dead}") as info:
+            await client.call(f"/{SERVICE}/Which")
+    assert info.value.unprocessed
+
+
+@pytest.mark.asyncio
+async def test_failover_with_every_node_dead_raises_the_real_failure():
+    dead = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    async with client_for(*dead) as client:
+        with pytest.raises(ConnectionFailed, match="cannot connect"):
+            await client.call(f"/{SERVICE}/Which")
+        assert client.ejected_nodes == sorted(dead)
+
+
+async def call_while_first_node_dies(idempotent: bool):
+    """Node A hangs on the call, then loses its connections; returns (result or error, A, B)."""
+    a, b = Where("a", hang=True), Where("b")
+    server_a, server_b = await start(a), await start(b)
+    try:
+        async with client_for(server_a.address, server_b.address) as client:
+            call = asyncio.ensure_future(client.call(f"/{SERVICE}/Which", idempotent=idempotent))
+            await a.started.wait()  # round robin starts with A; the handler is running there
+            for conn in list(server_a.connections):
+                conn.abort()
+            try:
+                return await call, a, b
+            except Unavailable as exc:
+                return exc, a, b
+    finally:
+        await server_a.stop(grace=0)
+        await server_b.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_call_that_may_have_run_is_not_retried():
+    outcome, a, b = await call_while_first_node_dies(idempotent=False)
+    assert isinstance(outcome, ConnectionFailed) and not outcome.unprocessed
+    assert "lost" in outcome.message
+    assert (a.calls, b.calls) == (1, 0)
+
+
+@pytest.mark.asyncio
+async def test_an_idempotent_call_is_retried_on_another_node():
+    outcome, a, b = await call_while_first_node_dies(idempotent=True)
+    assert outcome == "b"
+    assert (a.calls, b.calls) == (1, 1)
+
+
+@pytest.mark.asyncio
+async def test_idempotent_methods_and_services_from_the_config():
+    policy = RetryPolicy("failover", 2, [f"/{SERVICE}/Which", "other.Service"])
+    lost = ConnectionFailed("connection lost")
+    assert policy.should_retry(lost, CallContext(f"/{SERVICE}/Which"), 0)
+    assert policy.should_retry(lost, CallContext("/other.Service/Any"), 1)
+    assert not policy.should_retry(lost, CallContext("/other.Service/Any"), 2)  # retries used up
+    assert not policy.should_retry(lost, CallContext(f"/{SERVICE}/Other"), 0)
+    refused = Unavailable("stopping", unprocessed=True)
+    assert policy.should_retry(refused, CallContext(f"/{SERVICE}/Other"), 0)
+    assert not RetryPolicy("failfast", 2, []).should_retry(refused, CallContext("/a.B/C"), 0)
+
+
+def test_a_refused_request_is_marked_unprocessed_on_the_wire():
+    refused = Unavailable("server is stopping", unprocessed=True)
+    assert wire_type_name(refused) == UNPROCESSED
+    echoed = error_from_status(StatusCode.UNAVAILABLE, refused.message, wire_type_name(refused))
+    assert isinstance(echoed, Unavailable) and echoed.unprocessed
+    handler_raised = error_from_status(
+        StatusCode.UNAVAILABLE, "db down", wire_type_name(Unavailable("db down"))
+    )
+    assert not handler_raised.unprocessed
+
+
+@pytest.mark.asyncio
+async def test_a_stopping_server_refuses_new_requests_as_unprocessed(started_server, greeter):
+    async with Client(started_server.address) as client:
+        sleeping = asyncio.ensure_future(client.call("/helloworld.Greeter/Sleep", 30))
+        await greeter.started.wait()
+        conn = client._pool.get_open(started_server.address)
+        stopping = asyncio.ensure_future(started_server.stop(grace=5))
+        # Once the server has said GOAWAY, send on the old connection anyway.
+        await eventually(lambda: conn.going_away)
+        with pytest.raises(Unavailable) as info:
+            await client._exchange(conn, CallContext("/helloworld.Greeter/SayHello"), 0, b"\x80")
+        assert info.value.unprocessed
+        sleeping.cancel()
+        await stopping
+
+
+@pytest.mark.asyncio
+async def test_an_ejected_node_comes_back_after_its_ejection():
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    other = await start(Where("other"))
+    async with client_for(address, other.address, eject_time=0.2) as client:
+        assert await client.call(f"/{SERVICE}/Which") == "other"
+        assert client.ejected_nodes == [address]
+        revived = await start(Where("revived"), address)
+        try:
+            while client.ejected_nodes:  # ends 0.2 s after the failure
+                assert await client.call(f"/{SERVICE}/Which") == "other"
+            labels = Counter([await client.call(f"/{SERVICE}/Which") for _ in range(10)])
+            assert labels == {"revived": 5, "other": 5}
+        finally:
+            await revived.stop()
+    await other.stop()
+
+
+def test_repeated_failures_double_the_ejection():
+    ejections = Ejections(1.0, 3.0)
+    ejections.eject("a", "refused")
+    assert 0.9 < ejections.remaining("a") <= 1.0
+    ejections.eject("a", "refused")
+    assert 1.9 < ejections.remaining("a") <= 2.0
+    ejections.eject("a", "refused")
+    assert 2.9 < ejections.remaining("a") <= 3.0  # capped
+    ejections.restore("a")
+    assert ejections.remaining("a") == 0 and ejections.ejected() == []
+    nodes = [Node("a"), Node("b")]
+    ejections.eject("a", "refused")
+    assert ejections.available(nodes) == [Node("b")]
+    ejections.eject("b", "refused")
+    assert ejections.available(nodes) == nodes  # all ejected: offer all rather than none
+
+
+@pytest.mark.asyncio
+async def test_least_loaded_is_told_when_each_call_ends():
+    balancer = LeastLoadedBalancer()
+    a, b = Where("a"), Where("b")
+    servers = [await start(a), await start(b)]
+    try:
+        async with client_for(*(s.address for s in servers), balancer=lambda: balancer) as client:
+            replies = await asyncio.gather(*(client.call(f"/{SERVICE}/Which") for _ in range(40)))
+        assert Counter(replies).keys() == {"a", "b"}
+        assert balancer.inflight == {}
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+@pytest.mark.asyncio
+async def test_consistent_hash_sends_a_key_to_the_same_server():
+    services = [Where(f"s{i}") for i in range(3)]
+    servers = [await start(s) for s in services]
+    try:
+        async with client_for(*(s.address for s in servers), balancer="consistent_hash") as client:
+            for user in ("alice", "bob", "carol"):
+                replies = {await client.call(f"/{SERVICE}/Which", hash_key=user) for _ in range(5)}
+                assert len(replies) == 1
+    finally:
+        for server in servers:
+            await server.stop()
