@@ -31,6 +31,7 @@ class ClientConnection(Connection):
         self.pending: dict[int, asyncio.Future[Frame]] = {}
         self._next_id = 0
         self._on_unusable = on_unusable
+        self.last_taken: int | None = None  # from a closing server's final GOAWAY
 
     def request(
         self, head: bytes, body: bytes, *, flags: int, codec: int
@@ -86,8 +87,10 @@ class ClientConnection(Connection):
                 )
             )
 
-    def goaway_received(self) -> None:
+    def goaway_received(self, last_request_id: int) -> None:
         # In-flight calls finish here; new calls go to a new connection.
+        if last_request_id:
+            self.last_taken = last_request_id
         self._on_unusable(self)
         if not self.pending:
             self.close()
@@ -95,10 +98,14 @@ class ClientConnection(Connection):
     def lost(self, exc: Exception | None) -> None:
         self._on_unusable(self)
         reason = f": {exc}" if exc else ""
-        error = ConnectionFailed(f"connection to {self.address} lost{reason}")
-        for future in self.pending.values():
+        for rid, future in self.pending.items():
             if not future.done():
-                future.set_exception(error)
+                # Past the last request a closing server took: it never read this one.
+                unread = self.last_taken is not None and rid > self.last_taken
+                detail = " before the server read the request" if unread else reason
+                future.set_exception(
+                    ConnectionFailed(f"connection to {self.address} lost{detail}", unprocessed=unread)
+                )
         self.pending.clear()
 
     def call_finished(self) -> None:

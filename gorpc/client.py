@@ -33,7 +33,7 @@ from gorpc.payload import decode_body, encode_body
 from gorpc.plugins import make_balancer_factory, make_codec, make_resolver, make_tracing
 from gorpc.pool import ConnectionPool
 from gorpc.selector import Selector
-from gorpc.types import Codec, Interceptor
+from gorpc.types import Codec, Interceptor, Node
 
 logger = logging.getLogger("gorpc.client")
 
@@ -228,6 +228,10 @@ class Client:
         cfg = self.config
         self._selector = Selector(make_resolver(cfg), make_balancer_factory(cfg.balancer), self._ejections)
         return self._selector
+
+    def known_nodes(self, service: str) -> list[Node]:
+        """The nodes this client holds for `service` now, as its resolver last reported them."""
+        return self._selector.cached(service) if self._selector is not None else []
 
     @property
     def ejected_nodes(self) -> list[str]:

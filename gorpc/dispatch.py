@@ -101,11 +101,13 @@ class Dispatcher:
         oneway = frame.type == MessageType.ONEWAY
         rid = frame.request_id
         if self.stopping:
+            conn.last_request_id = rid
             if not oneway:
                 conn.send_error(
                     rid, Unavailable("server is stopping; retry on another instance", unprocessed=True)
                 )
             return
+        conn.last_request_id = rid
         if not oneway and rid in conn.calls:
             raise ProtocolError(f"request id {rid} is already in flight on this connection")
         task = asyncio.get_running_loop().create_task(self._run(conn, frame, oneway))
@@ -236,6 +238,7 @@ class ServerConnection(Connection):
         super().__init__(**limits)
         self._dispatcher = dispatcher
         self.calls: dict[int, asyncio.Task[None]] = {}
+        self.last_request_id = 0  # sent in the final GOAWAY: later requests were never read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -277,6 +280,12 @@ class ServerConnection(Connection):
         except InternalError:
             head = pack_response_head(error.code, error.message, type_name, None)
         self.send(encode_header(MessageType.RESPONSE, request_id, len(head), 0), head)
+
+    def close_gracefully(self) -> None:
+        """Say which request was the last one taken (the client may retry any later one), then close."""
+        if self.last_request_id:
+            self.send(encode_header(MessageType.GOAWAY, self.last_request_id, 0, 0))
+        self.close()
 
     def lost(self, exc: Exception | None) -> None:
         self._dispatcher.connections.discard(self)

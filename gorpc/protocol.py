@@ -103,15 +103,16 @@ class Connection(asyncio.Protocol):
             pass
         elif msg_type == MessageType.GOAWAY:
             self.going_away = True
-            self.goaway_received()
+            self.goaway_received(frame.request_id)
         else:
             raise ProtocolError(f"unexpected message type {msg_type} from {self.peer}")
 
     def oversized_frame_received(self, frame: OversizedFrame) -> None:
         raise ProtocolError(f"message of {frame.size} bytes from {self.peer} is over the size limit")
 
-    def goaway_received(self) -> None:
-        """The peer is stopping."""
+    def goaway_received(self, last_request_id: int) -> None:
+        """The peer is stopping. A nonzero `last_request_id` is the last request it took on this
+        connection: it is closing, and will not read any later one."""
 
     def lost(self, exc: Exception | None) -> None:
         """The connection is gone; `exc` is why, or None for a clean close."""

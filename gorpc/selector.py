@@ -20,7 +20,7 @@ from gorpc.types import Balancer, LoadAwareBalancer, Node, ResolverPlugin
 logger = logging.getLogger("gorpc.selector")
 
 WATCH_BACKOFF_START = 0.1
-WATCH_BACKOFF_MAX = 30.0
+WATCH_BACKOFF_MAX = 5.0  # a Consul leader election takes about 3 s; do not sleep far past it
 
 
 class _ServiceEntry:
@@ -77,6 +77,11 @@ class Selector:
             if not nodes:
                 raise NoNodesAvailable(service, f"every node has been tried ({', '.join(sorted(avoid))})")
         return entry.balancer.pick(nodes, ctx)
+
+    def cached(self, service: str) -> list[Node]:
+        """The node list held for `service` now (empty before its first lookup)."""
+        entry = self._entries.get(service)
+        return list(entry.nodes or ()) if entry is not None else []
 
     def done(self, service: str, node: Node, ctx: CallContext) -> None:
         """Tell a load-aware balancer that the call it placed on `node` has ended."""

@@ -200,7 +200,7 @@ class Server:
         assert self._dispatcher is not None
         conns = list(self._dispatcher.connections)
         for conn in conns:
-            conn.close()
+            conn.close_gracefully()
         if conns:
             # A peer that stopped reading keeps a close waiting on its send buffer: don't wait forever.
             _, stuck = await asyncio.wait([conn.closed for conn in conns], timeout=CLOSE_TIMEOUT)

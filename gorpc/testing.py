@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import re
 import signal
@@ -37,16 +38,21 @@ async def loopback(
 async def eventually(
     condition: Callable[[], object], *, timeout: float = 5.0, interval: float = 0.01, what: str = ""
 ) -> float:
-    """Wait until `condition()` is true; returns the seconds it took. Raises TimeoutError after `timeout`.
+    """Wait until `condition()` (a function or a coroutine function) is true; returns the seconds it
+    took. Raises TimeoutError after `timeout`.
 
     For state that changes without an event to await (another process, a registry, a clock).
     """
     start = time.monotonic()
-    while not condition():
+    while not await _truth(condition()):
         if time.monotonic() - start > timeout:
             raise TimeoutError(f"{what or condition!r} not true after {timeout}s")
         await asyncio.sleep(interval)
     return time.monotonic() - start
+
+
+async def _truth(value: object) -> bool:
+    return bool(await value) if inspect.isawaitable(value) else bool(value)
 
 
 @dataclass

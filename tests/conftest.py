@@ -71,7 +71,12 @@ class Greeter(Service):
 
 
 def pytest_asyncio_loop_factories(config, item):
-    """Every async test runs on asyncio's loop and on uvloop, which servers use when installed."""
+    """Every async test runs on asyncio's loop and on uvloop, which servers use when installed.
+
+    Tests against a real Consul (marked `consul`) exercise the registry, not the loop: uvloop only.
+    """
+    if item.get_closest_marker("consul"):
+        return {"uvloop": uvloop.new_event_loop}
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 

@@ -43,7 +43,9 @@ def test_unknown_plugin_name_lists_the_known_ones():
         ClientConfig(balancer="fastest")
     with pytest.raises(PluginNotFound, match=r"gorpc.codecs plugin 'xml'; known: json, msgpack"):
         ClientConfig(codec="xml")
-    with pytest.raises(PluginNotFound, match=r"gorpc.resolvers plugin 'etcd'; known: static"):
+    with pytest.raises(
+        PluginNotFound, match=r"gorpc.resolvers plugin 'etcd'; known: consul, consul_dns, static"
+    ):
         ServerConfig(resolver="etcd")
 
 

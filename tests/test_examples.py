@@ -54,3 +54,18 @@ def test_helloworld_client_resolves_the_service_by_name_from_a_config(tmp_path):
             timeout=60,
         )
         assert (client.returncode, client.stdout, client.stderr) == (0, "hello world\n", "")
+
+
+def test_consul_example_spreads_calls_and_survives_a_stopping_server():
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "consul" / "client.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    spreads = [line for line in lines if line.startswith("calls per server:")]
+    assert spreads[0] == "calls per server: {'server-0': 16, 'server-1': 16, 'server-2': 16}"
+    assert spreads[1] == "calls per server: {'server-1': 24, 'server-2': 24}"
+    assert lines[-1].startswith("nodes now: [") and lines[-1].count(":") == 3  # two nodes left

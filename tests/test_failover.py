@@ -159,21 +159,21 @@ async def test_a_stopping_server_refuses_new_requests_as_unprocessed(started_ser
 
 @pytest.mark.asyncio
 async def test_an_ejected_node_comes_back_after_its_ejection():
-    port = free_port()
-    address = f"127.0.0.1:{port}"
+    address = f"127.0.0.1:{free_port()}"
     other = await start(Where("other"))
-    async with client_for(address, other.address, eject_time=0.2) as client:
-        assert await client.call(f"/{SERVICE}/Which") == "other"
-        assert client.ejected_nodes == [address]
-        revived = await start(Where("revived"), address)
-        try:
-            while client.ejected_nodes:  # ends 0.2 s after the failure
-                assert await client.call(f"/{SERVICE}/Which") == "other"
+    revived = None
+    try:
+        async with client_for(address, other.address, eject_time=0.2) as client:
+            assert await client.call(f"/{SERVICE}/Which") == "other"
+            assert client.ejected_nodes == [address]
+            revived = await start(Where("revived"), address)
+            await eventually(lambda: not client.ejected_nodes)  # 0.2 s after the failure
             labels = Counter([await client.call(f"/{SERVICE}/Which") for _ in range(10)])
             assert labels == {"revived": 5, "other": 5}
-        finally:
-            await revived.stop()
-    await other.stop()
+    finally:
+        for server in (revived, other):
+            if server is not None:
+                await server.stop()
 
 
 def test_repeated_failures_double_the_ejection():
@@ -220,3 +220,28 @@ async def test_consistent_hash_sends_a_key_to_the_same_server():
     finally:
         for server in servers:
             await server.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_closing_server_says_which_request_it_took_last(started_server):
+    async with Client(started_server.address) as client:
+        for _ in range(3):
+            await client.call("/helloworld.Greeter/SayHello", {"msg": "hi"})
+        conn = client._pool.get_open(started_server.address)
+        await started_server.stop()
+        await conn.closed
+    assert conn.last_taken == 3
+
+
+@pytest.mark.asyncio
+async def test_requests_past_the_last_taken_one_fail_as_unprocessed(started_server):
+    async with Client(started_server.address) as client:
+        conn = await client._pool.connect(started_server.address)
+        taken, _ = conn.request(b"\x90", b"", flags=0, codec=1)
+        unread, _ = conn.request(b"\x90", b"", flags=0, codec=1)
+        futures = dict(conn.pending)
+        conn.goaway_received(last_request_id=taken)
+        conn.lost(ConnectionResetError("reset by peer"))
+    assert not futures[taken].exception().unprocessed
+    assert futures[unread].exception().unprocessed
+    assert "before the server read the request" in str(futures[unread].exception())

@@ -1,0 +1,83 @@
+"""The `consul_dns` resolver: services found through Consul's DNS interface (SRV records).
+
+`helloworld.Greeter` is asked for as `helloworld-greeter.service[.<datacenter>].consul` (see
+`dns_label`); Consul answers with passing instances only. DNS has no blocking queries, so `watch`
+asks again every `dns_poll_interval` seconds. Registration is the `consul` resolver's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import dns.asyncresolver
+import dns.exception
+import dns.rdatatype
+import dns.resolver
+
+from gorpc.address import TcpAddress
+from gorpc.types import Node
+from gorpc_consul.errors import ConsulError
+from gorpc_consul.names import dns_label
+from gorpc_consul.options import tcp_option
+from gorpc_consul.resolver import ConsulResolver
+
+
+class ConsulDnsResolver(ConsulResolver):
+    """Registers like `consul`; resolves over DNS, so only instances passing their checks are used."""
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        server = tcp_option(self.options.dns_address, "dns_address")
+        self._dns = dns.asyncresolver.Resolver(configure=False)
+        self._dns.nameservers = [server.host]
+        self._dns.port = server.port
+        self._dns.lifetime = self.options.request_timeout
+
+    def query_name(self, service: str) -> str:
+        """The SRV name asked for `service`."""
+        datacenter = f".{self.options.datacenter}" if self.options.datacenter else ""
+        return f"{dns_label(service)}.service{datacenter}.{self.options.dns_domain}."
+
+    async def resolve(self, service: str) -> Sequence[Node]:
+        name = self.query_name(service)
+        try:
+            answer = await self._dns.resolve(name, "SRV", raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN:
+            return []  # no passing instance
+        except dns.exception.DNSException as exc:
+            raise ConsulError(f"consul DNS at {self.options.dns_address}: {name} SRV failed: {exc}") from exc
+        hosts = _addresses(answer.response.additional)
+        nodes = []
+        for record in answer.rrset or ():
+            target = record.target.to_text()
+            host = hosts.get(target) or await self._lookup_host(target)
+            nodes.append(Node(str(TcpAddress(host, record.port)), {"weight": str(record.weight)}))
+        return sorted(nodes, key=lambda n: n.address)
+
+    async def watch(self, service: str) -> AsyncIterator[Sequence[Node]]:
+        previous = await self.resolve(service)
+        while True:
+            await asyncio.sleep(self.options.dns_poll_interval)
+            nodes = await self.resolve(service)
+            if nodes != previous:
+                previous = nodes
+                yield nodes
+
+    async def _lookup_host(self, target: str) -> str:
+        try:
+            answer = await self._dns.resolve(target, "A")
+        except dns.exception.DNSException as exc:
+            raise ConsulError(f"consul DNS at {self.options.dns_address}: {target} A failed: {exc}") from exc
+        return str(next(iter(answer)))
+
+
+def _addresses(additional: Sequence[Any]) -> dict[str, str]:
+    """Target name -> IP from the additional section that comes with Consul's SRV answers."""
+    hosts: dict[str, str] = {}
+    for rrset in additional:
+        if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            for record in rrset:
+                hosts.setdefault(rrset.name.to_text(), record.address)
+    return hosts

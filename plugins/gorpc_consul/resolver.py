@@ -1,0 +1,108 @@
+"""The `consul` resolver: servers register in Consul, clients find them through KV blocking queries."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from gorpc.types import Node, ServiceInstance
+from gorpc_consul.errors import ConsulError, ConsulPermissionDenied
+from gorpc_consul.http import ConsulHTTP, ConsulResponse
+from gorpc_consul.names import service_prefix
+from gorpc_consul.options import ConsulOptions
+from gorpc_consul.registry import Registry
+
+logger = logging.getLogger("gorpc.consul")
+
+REGISTER_BACKOFF_MAX = 2.0
+
+
+class ConsulResolver:
+    """Registers this process's servers in Consul and resolves services from it.
+
+    Each service's nodes are the values under `<prefix>/<service>/`; `watch()` follows them with
+    blocking queries, so a change reaches clients as soon as Consul has it.
+    """
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options = ConsulOptions.from_mapping(options or {})
+        self._http = ConsulHTTP(self.options)
+        self._registry = Registry(self._http)
+        self._index: dict[str, int] = {}  # the index each service's last answer had
+        self._last: dict[str, list[Node]] = {}
+
+    # -- server side ------------------------------------------------------------------------------
+
+    async def register(self, instance: ServiceInstance) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.options.register_retry
+        delay = 0.1
+        while True:
+            try:
+                return await self._registry.add(instance)
+            except ConsulPermissionDenied:
+                raise  # retrying cannot fix a token
+            except ConsulError as exc:
+                left = give_up - loop.time()
+                if left <= 0:
+                    raise
+                pause = min(delay, left)
+                logger.warning("registering %s failed (%s); retrying in %.1fs", instance.service, exc, pause)
+                await asyncio.sleep(pause)
+                delay = min(delay * 2, REGISTER_BACKOFF_MAX)
+
+    async def deregister(self, instance: ServiceInstance) -> None:
+        await self._registry.remove(instance)
+
+    # -- client side ------------------------------------------------------------------------------
+
+    async def resolve(self, service: str) -> Sequence[Node]:
+        response = await self._http.request("GET", self._path(service), params=self._params(), allow=(404,))
+        return self._remember(service, response)
+
+    async def watch(self, service: str) -> AsyncIterator[Sequence[Node]]:
+        while True:
+            index = self._index.get(service, 0)
+            response = await self._http.blocking_get(self._path(service), index, self._params())
+            if response.index == index:
+                continue  # the wait ran out with nothing new
+            # A lower index (a new agent, a restore) is taken as it is: the next query blocks from there.
+            previous = self._last.get(service)
+            nodes = self._remember(service, response)
+            if nodes != previous:
+                yield nodes
+
+    def _path(self, service: str) -> str:
+        return f"/kv/{service_prefix(self.options.prefix, service)}"
+
+    def _params(self) -> dict[str, str]:
+        params = {"recurse": "true"}
+        if self.options.datacenter:
+            params["dc"] = self.options.datacenter
+        return params
+
+    def _remember(self, service: str, response: ConsulResponse) -> list[Node]:
+        nodes = sorted(_nodes(response.body or ()), key=lambda n: n.address)
+        self._index[service] = max(response.index, 1)  # an index of 0 would not block
+        self._last[service] = nodes
+        return nodes
+
+    async def close(self) -> None:
+        await self._registry.close()
+        await self._http.close()
+
+
+def _nodes(entries: Sequence[Mapping[str, Any]]) -> list[Node]:
+    nodes = []
+    for entry in entries:
+        try:
+            value = json.loads(base64.b64decode(entry["Value"] or ""))
+            metadata = {str(k): str(v) for k, v in (value.get("metadata") or {}).items()}
+            nodes.append(Node(str(value["address"]), metadata))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            logger.warning("ignoring consul key %s: not a gorpc instance (%s)", entry.get("Key"), exc)
+    return nodes
