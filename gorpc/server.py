@@ -162,7 +162,9 @@ class Server:
         self._dispatcher.stopping = True
         for conn in list(self._dispatcher.connections):
             conn.send(GOAWAY)
+        give_up = asyncio.get_running_loop().time() + grace
         await self._drain(grace)
+        await self._wait_for_clients_to_close(give_up)
         await self._close_connections()
         await self._close_listener()
         if self._executor is not None:
@@ -195,6 +197,16 @@ class Server:
                 for task in late:
                     task.cancel()
                 await asyncio.wait(late)
+
+    async def _wait_for_clients_to_close(self, give_up: float) -> None:
+        # A gorpc client closes a connection once GOAWAY has come and its calls are answered. Until
+        # then it may still send a request it wrote before reading GOAWAY: reading on, the server
+        # refuses it as unprocessed instead of resetting the connection under it.
+        assert self._dispatcher is not None
+        left = give_up - asyncio.get_running_loop().time()
+        conns = [conn.closed for conn in self._dispatcher.connections]
+        if conns and left > 0:
+            await asyncio.wait(conns, timeout=left)
 
     async def _close_connections(self) -> None:
         assert self._dispatcher is not None

@@ -9,7 +9,10 @@ from gorpc import Client, ConnectionFailed, Server, Service, Unavailable
 from gorpc.balancers import LeastLoadedBalancer
 from gorpc.context import CallContext
 from gorpc.exceptions import UNPROCESSED, StatusCode, error_from_status, wire_type_name
+from gorpc.codecs import MsgpackCodec
+from gorpc.envelope import pack_request_head
 from gorpc.failover import RetryPolicy
+from gorpc.frame import FrameDecoder, MessageType, encode_header
 from gorpc.health import Ejections
 from gorpc.testing import eventually
 from gorpc.types import Node
@@ -224,13 +227,21 @@ async def test_consistent_hash_sends_a_key_to_the_same_server():
 
 @pytest.mark.asyncio
 async def test_a_closing_server_says_which_request_it_took_last(started_server):
-    async with Client(started_server.address) as client:
-        for _ in range(3):
-            await client.call("/helloworld.Greeter/SayHello", {"msg": "hi"})
-        conn = client._pool.get_open(started_server.address)
-        await started_server.stop()
-        await conn.closed
-    assert conn.last_taken == 3
+    # A peer that never closes on GOAWAY (not a gorpc client) holds the stop for its grace period;
+    # then the server's last frame names the last request it took.
+    host, port = started_server.address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = pack_request_head("/helloworld.Greeter/SayHello", None, None)
+    body = MsgpackCodec().encode({"msg": "hi"})
+    writer.write(encode_header(MessageType.REQUEST, 7, len(head), len(body)) + head + body)
+    decoder = FrameDecoder(1 << 20)
+    [reply] = decoder.feed(await reader.read(4096))
+    assert (reply.type, reply.request_id) == (MessageType.RESPONSE, 7)
+    stopping = asyncio.ensure_future(started_server.stop(grace=0.2))
+    frames = decoder.feed(await reader.read())  # to EOF
+    await stopping
+    writer.close()
+    assert [(f.type, f.request_id) for f in frames] == [(MessageType.GOAWAY, 0), (MessageType.GOAWAY, 7)]
 
 
 @pytest.mark.asyncio
