@@ -74,7 +74,8 @@ class Client:
         self._selector: Selector | None = None
         self._ejections = Ejections(cfg.eject_time, cfg.eject_time_max)
         self._retry = RetryPolicy(cfg.fail_mode, cfg.retries, cfg.idempotent)
-        self._chain = build_chain(list(interceptors), self._invoke)
+        invoke = self._invoke_direct if self._direct is not None else self._invoke_resolved
+        self._chain = build_chain(list(interceptors), invoke)
         self._closed = False
 
     async def call(
@@ -123,25 +124,29 @@ class Client:
             ctx.options.update(options)
         return ctx
 
-    async def _invoke(self, ctx: CallContext, request: Any) -> Any:
+    async def _invoke_direct(self, ctx: CallContext, request: Any) -> Any:
+        """The end of the interceptor chain for a client of one address."""
         flags, body = self._encode(request)
-        if self._direct is None:
-            return await self._invoke_resolved(ctx, flags, body)
-        # The common case, an open connection to a fixed address, costs no extra coroutine.
+        assert self._direct is not None
+        # The common case, an open connection, costs no extra coroutine.
         conn = self._pool.get_open(self._direct)
         if conn is None:
             conn = await _within_deadline(self._pool.connect(self._direct), ctx)
         return await self._exchange(conn, ctx, flags, body)
 
-    async def _invoke_resolved(self, ctx: CallContext, flags: int, body: bytes) -> Any:
-        """Pick a node, call it, and on failure try others as the fail mode allows."""
+    async def _invoke_resolved(self, ctx: CallContext, request: Any) -> Any:
+        """The end of the chain for a resolved service: pick a node, call it, and on failure try
+        others as the fail mode allows."""
+        flags, body = self._encode(request)
         selector = self._selector or self._make_selector()
         service = self.config.target or ctx.service
         tried: list[str] = []
         last_error: Unavailable | None = None
         while True:
             try:
-                node = await _within_deadline(selector.select(service, ctx, tried), ctx)
+                node = selector.pick(service, ctx, tried) or await _within_deadline(
+                    selector.select(service, ctx, tried), ctx
+                )
             except NoNodesAvailable:
                 if last_error is None:
                     raise

@@ -66,9 +66,21 @@ class Selector:
 
         Raises NoNodesAvailable, or Unavailable if the first lookup fails.
         """
+        node = self.pick(service, ctx, avoid)
+        if node is not None:
+            return node
+        entry = await self._resolve_first(service)
+        return self._pick(service, entry, ctx, avoid)
+
+    def pick(self, service: str, ctx: CallContext, avoid: Collection[str] = ()) -> Node | None:
+        """`select` without waiting: None if the service has not been resolved yet (the call path's
+        fast path, which costs no coroutine)."""
         entry = self._entries.get(service)
         if entry is None or entry.nodes is None:
-            entry = await self._resolve_first(service)
+            return None
+        return self._pick(service, entry, ctx, avoid)
+
+    def _pick(self, service: str, entry: _ServiceEntry, ctx: CallContext, avoid: Collection[str]) -> Node:
         nodes = self._usable(entry)
         if not nodes:
             raise NoNodesAvailable(service, "the resolver lists no instance")

@@ -7,10 +7,10 @@ import pytest
 
 from gorpc import Client, ConnectionFailed, Server, Service, Unavailable
 from gorpc.balancers import LeastLoadedBalancer
-from gorpc.context import CallContext
-from gorpc.exceptions import UNPROCESSED, StatusCode, error_from_status, wire_type_name
 from gorpc.codecs import MsgpackCodec
+from gorpc.context import CallContext
 from gorpc.envelope import pack_request_head
+from gorpc.exceptions import UNPROCESSED, StatusCode, error_from_status, wire_type_name
 from gorpc.failover import RetryPolicy
 from gorpc.frame import FrameDecoder, MessageType, encode_header
 from gorpc.health import Ejections
