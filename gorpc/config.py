@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from gorpc import plugins
 from gorpc.address import parse_address
@@ -32,6 +32,7 @@ DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 MAX_FRAME_LENGTH = 0xFFFFFFFF  # head + body length fields are uint32
 
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | None
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,14 +80,7 @@ class _CommonConfig:
         section = dict(data.get(cls._section, {}))
         section["plugins"] = {**data.get("plugins", {}), **section.get("plugins", {})}
         section.update({k: v for k, v in overrides.items() if v is not None})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ConfigError(f"unknown [{cls._section}] option(s) {unknown}; known: {sorted(known)}")
-        try:
-            return cls(**section)
-        except TypeError as exc:
-            raise ConfigError(f"invalid [{cls._section}] configuration: {exc}") from exc
+        return from_table(cls, cls._section, section)
 
     _section = ""
 
@@ -161,6 +155,21 @@ class ClientConfig(_CommonConfig):
         if self.tls_cert is not None:
             context.load_cert_chain(self.tls_cert, self.tls_key)
         return context
+
+
+def from_table(cls: type[T], table: str, options: Mapping[str, Any]) -> T:
+    """The dataclass `cls` built from the config table `[table]` (for plugins' options too).
+
+    An unknown key raises ConfigError listing the known ones; so does a missing or mistyped one.
+    """
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"unknown [{table}] option(s) {unknown}; known: {sorted(known)}")
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ConfigError(f"invalid [{table}] configuration: {exc}") from exc
 
 
 def _read(source: ConfigSource | _CommonConfig) -> Mapping[str, Any]:

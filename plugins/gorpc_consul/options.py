@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
 from gorpc.address import TcpAddress, parse_address
+from gorpc.config import from_table
 from gorpc.exceptions import ConfigError
 
 MIN_SESSION_TTL = 10.0  # Consul refuses shorter session TTLs
@@ -55,14 +55,7 @@ class ConsulOptions:
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> Self:
         """From a `[plugins.consul]` table; an unknown option raises, listing the known ones."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"unknown [plugins.consul] option(s) {unknown}; known: {sorted(known)}")
-        try:
-            return cls(**options)
-        except TypeError as exc:
-            raise ConfigError(f"invalid [plugins.consul] options: {exc}") from exc
+        return from_table(cls, "plugins.consul", options)
 
     @property
     def base_url(self) -> str:

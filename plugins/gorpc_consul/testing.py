@@ -67,21 +67,19 @@ class ConsulAgent:
     token: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
+    def address(self, port: str) -> str:
+        """`127.0.0.1:<port>` for one of PORT_NAMES."""
+        return f"127.0.0.1:{self.ports[port]}"
+
     @property
     def http_address(self) -> str:
-        return f"127.0.0.1:{self.ports['http']}"
+        """The HTTP API, for `[plugins.consul] address`."""
+        return self.address("http")
 
     @property
     def dns_address(self) -> str:
-        return f"127.0.0.1:{self.ports['dns']}"
-
-    @property
-    def serf_lan_address(self) -> str:
-        return f"127.0.0.1:{self.ports['serf_lan']}"
-
-    @property
-    def serf_wan_address(self) -> str:
-        return f"127.0.0.1:{self.ports['serf_wan']}"
+        """The DNS interface, for `[plugins.consul_dns] dns_address`."""
+        return self.address("dns")
 
     @property
     def pid(self) -> int:
@@ -157,7 +155,7 @@ class ConsulAgent:
                 "join",
                 "-wan",
                 f"-http-addr=http://{self.http_address}",
-                other.serf_wan_address,
+                other.address("serf_wan"),
             ],
             check=True,
             capture_output=True,
@@ -233,9 +231,9 @@ def cluster(size: int = 3) -> Iterator[list[ConsulAgent]]:
             for i in range(size)
         ]
         for server in servers:
-            server.argv += [
-                a for other in servers if other is not server for a in ("-retry-join", other.serf_lan_address)
-            ]
+            for other in servers:
+                if other is not server:
+                    server.argv += ["-retry-join", other.address("serf_lan")]
             server.start()
         try:
             for server in servers:
