@@ -30,9 +30,10 @@ from gorpc.frame import Frame
 from gorpc.health import Ejections
 from gorpc.interceptors import build_chain
 from gorpc.payload import decode_body, encode_body
-from gorpc.plugins import make_balancer_factory, make_codec, make_resolver, make_tracing
+from gorpc.plugins import close_tracing, make_balancer_factory, make_codec, make_resolver, make_tracing
 from gorpc.pool import ConnectionPool
 from gorpc.selector import Selector
+from gorpc.tracing import client_interceptor
 from gorpc.types import Codec, Interceptor, Node
 
 logger = logging.getLogger("gorpc.client")
@@ -59,8 +60,10 @@ class Client:
         self.config = ClientConfig.load(config, target=target, **options)
         cfg = self.config
         self._codec: Codec = make_codec(cfg.codec)
-        # Loaded by name now, so a bad name fails here; nothing makes spans with it yet (README, Tracing).
         self.tracing = make_tracing(cfg)
+        tracer = self.tracing.tracer("gorpc-client")  # plugins take a `service_name` option to override
+        if tracer is not None:  # outermost, so the span covers the other interceptors and retries
+            interceptors = [client_interceptor(tracer), *interceptors]
         self._limit = cfg.max_message_size
         self._compress = cfg.compression == "zlib"
         self._pool = ConnectionPool(
@@ -249,6 +252,8 @@ class Client:
             return
         self._closed = True
         await self._pool.close()
+        if isinstance(self.config.tracer, str):
+            await close_tracing(self.tracing)
         if self._selector is not None:
             await self._selector.close()
             if isinstance(self.config.resolver, str):  # a resolver object passed in is its owner's to close

@@ -44,7 +44,7 @@ class _CommonConfig:
     heartbeat_timeout: float = 30.0  # drop a connection silent this long
     uvloop: bool = True  # used when installed
     resolver: Any = "static"  # a name, or a ResolverPlugin object
-    tracer: Any = None  # a name, or a TracingPlugin object; None = no tracing
+    tracer: Any = "noop"  # a name, or a TracingPlugin object; "noop": no tracing work at all
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None
@@ -61,8 +61,7 @@ class _CommonConfig:
         _require((self.tls_cert is None) == (self.tls_key is None), "tls_cert and tls_key go together")
         _require(self.compression in COMPRESSION_CHOICES, f"compression must be one of {COMPRESSION_CHOICES}")
         _check_plugin(plugins.RESOLVERS, self.resolver)
-        if self.tracer is not None:
-            _check_plugin(plugins.TRACERS, self.tracer)
+        _check_plugin(plugins.TRACERS, self.tracer)
         # Frozen all the way down, so a config shared by many objects cannot be changed by one.
         frozen = {name: MappingProxyType(dict(opts)) for name, opts in self.plugins.items()}
         object.__setattr__(self, "plugins", MappingProxyType(frozen))

@@ -6,6 +6,7 @@ error that lists the names that are installed; nothing silently falls back to a 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
@@ -80,9 +81,16 @@ def make_balancer_factory(value: Any) -> Callable[[], Balancer]:
     return load(BALANCERS, value) if isinstance(value, str) else value  # type: ignore[no-any-return]
 
 
-def make_tracing(config: _CommonConfig) -> TracingPlugin | None:
-    """The tracing plugin a config names, made with its [plugins.<name>] options, or None."""
+async def close_tracing(tracing: TracingPlugin) -> None:
+    """Flush and close a tracing plugin that has `close()`; exporters block, so in a thread."""
+    close = getattr(tracing, "close", None)
+    if close is not None:
+        await asyncio.to_thread(close)
+
+
+def make_tracing(config: _CommonConfig) -> TracingPlugin:
+    """The tracing plugin a config names, made with its [plugins.<name>] options."""
     value = config.tracer
-    if value is None or not isinstance(value, str):
-        return value
+    if not isinstance(value, str):
+        return value  # type: ignore[no-any-return]
     return load(TRACERS, value)(config.plugin_options(value))  # type: ignore[no-any-return]

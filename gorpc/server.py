@@ -17,10 +17,11 @@ from gorpc.address import TcpAddress, UnixAddress, parse_address
 from gorpc.config import ConfigSource, ServerConfig
 from gorpc.dispatch import Dispatcher, MethodTable, ServerConnection
 from gorpc.exceptions import RPCError, Unavailable
-from gorpc.plugins import all_codecs, make_resolver, make_tracing
+from gorpc.plugins import all_codecs, close_tracing, make_resolver, make_tracing
 from gorpc.protocol import GOAWAY
 from gorpc.runtime import loop_factory
 from gorpc.service import Service
+from gorpc.tracing import server_interceptor
 from gorpc.types import Interceptor, ResolverPlugin, ServiceInstance
 
 logger = logging.getLogger("gorpc.server")
@@ -48,7 +49,6 @@ class Server:
         self._interceptors = list(interceptors)
         self._ssl = ssl if ssl is not None else self.config.ssl_context()
         self._table = MethodTable()
-        # Loaded by name now, so a bad name fails here; nothing makes spans with it yet (README, Tracing).
         self.tracing = make_tracing(self.config)
         self._listener: asyncio.Server | None = None
         self._dispatcher: Dispatcher | None = None
@@ -84,10 +84,14 @@ class Server:
             raise RuntimeError("server already started")
         cfg = self.config
         self._executor = ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="gorpc-handler")
+        interceptors = self._interceptors
+        tracer = self.tracing.tracer(self.services[0] if self.services else "gorpc-server")
+        if tracer is not None:  # outermost: the span covers the other interceptors too
+            interceptors = [server_interceptor(tracer), *interceptors]
         self._dispatcher = Dispatcher(
             self._table,
             codecs=all_codecs(),
-            interceptors=self._interceptors,
+            interceptors=interceptors,
             executor=self._executor,
             max_message_size=cfg.max_message_size,
             compress=cfg.compression == "zlib",
@@ -174,9 +178,11 @@ class Server:
         logger.info("stopped serving on %s", self.address)
 
     async def _close_resolver(self) -> None:
-        # A resolver object passed in may be shared with other servers and clients: its owner closes it.
+        # A resolver or tracing object passed in may be shared with others: its owner closes it.
         if self._resolver is not None and isinstance(self.config.resolver, str):
             await self._resolver.close()
+        if isinstance(self.config.tracer, str):
+            await close_tracing(self.tracing)
 
     async def _deregister(self) -> None:
         assert self._resolver is not None or not self._registered

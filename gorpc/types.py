@@ -102,10 +102,12 @@ class LoadAwareBalancer(Balancer, Protocol):
 
 @runtime_checkable
 class TracingPlugin(Protocol):
-    """Gives the tracer that spans are made with."""
+    """Gives the tracer that spans are made with. It may also have `close()` (flush on shutdown),
+    which servers and clients call when they made the plugin from its name."""
 
-    def tracer(self, service_name: str) -> opentracing.Tracer:
-        """The tracer for spans of `service_name`."""
+    def tracer(self, service_name: str) -> opentracing.Tracer | None:
+        """The tracer for spans of `service_name` (a contextvars scope manager, so spans follow
+        asyncio tasks), or None for no tracing at all."""
         ...
 
 

@@ -9,14 +9,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from gorpc_consul import ConsulError, ConsulPermissionDenied, ConsulResolver, dns_label
-from gorpc_consul.dns import ConsulDnsResolver
-from gorpc_consul.testing import cluster, dev_agent, free_ports
 
 from gorpc import Client, NoNodesAvailable, Server, Unavailable
 from gorpc.exceptions import ConfigError
 from gorpc.testing import eventually, server_process
 from gorpc.types import ServiceInstance
+from gorpc_consul import ConsulError, ConsulPermissionDenied, ConsulResolver, dns_label
+from gorpc_consul.dns import ConsulDnsResolver
+from gorpc_consul.testing import cluster, dev_agent, free_ports
 
 from .consul_helpers import SERVICE, Where, consul_plugins, start_where, stop_all
 

@@ -12,10 +12,9 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from gorpc_consul.testing import dev_agent
-
 from gorpc import Client
 from gorpc.testing import ServerProcess, server_process
+from gorpc_consul.testing import dev_agent
 
 SERVER = Path(__file__).with_name("server.py")
 METHOD = "/examples.Hello/SayHello"
