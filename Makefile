@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint consul clean
+.PHONY: setup demo test lint consul bench clean
 
 setup: $(VENV)/.installed
 
@@ -18,6 +18,9 @@ demo: setup
 
 consul:
 	bash scripts/install-consul.sh
+
+bench: setup consul
+	$(BIN)/python benchmarks/suite.py
 
 lint: setup
 	$(BIN)/ruff check gorpc plugins tests examples benchmarks scripts

@@ -1,4 +1,5 @@
-"""gorpc against the raw msgpack echo ceiling, side by side in one run.
+"""gorpc against the raw msgpack echo ceiling, side by side in one run: the quick A/B check used
+while optimising the core (the full comparison with grpcio and the sweeps is suite.py).
 
     python benchmarks/ceiling_ratio.py [--calls 60000] [--concurrency 64] [--rounds 3]
 
@@ -83,8 +84,8 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, list[dict[str, float]]] = {"gorpc": [], "ceiling": []}
     with (
-        server_process([str(HERE / "bench_server.py"), "127.0.0.1:0"]) as gorpc_server,
-        server_process([str(HERE / "echo_ceiling.py"), "serve", "127.0.0.1:0"]) as ceiling_server,
+        server_process([str(HERE / "servers.py"), "gorpc", "127.0.0.1:0"]) as gorpc_server,
+        server_process([str(HERE / "servers.py"), "ceiling", "127.0.0.1:0"]) as ceiling_server,
     ):
         for _ in range(args.rounds):
             results["gorpc"].append(uvloop.run(run_gorpc(gorpc_server.address, args.calls, args.concurrency)))

@@ -1,0 +1,167 @@
+"""One measurement, in its own process: closed-loop load on one server, every reply checked.
+
+    python benchmarks/loadgen.py KIND TARGET --calls N --concurrency C [--payload BYTES]
+                                 [--clients K] [--tracer mock] [--consul HTTP_ADDR]
+
+C calls stay in flight (spread over K clients, each with its own connection) until N calls have
+been answered, after a warm-up. Prints one JSON object: calls/s, latency percentiles (ms) and the
+client's CPU seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+Call = Callable[[str], Awaitable[str]]
+PERCENTILES = (50, 90, 99, 99.9)
+
+
+async def closed_loop(calls: list[Call], total: int, concurrency: int, payload: int) -> dict[str, Any]:
+    message = "x" * payload
+    expected = message + " world"
+    latencies: list[float] = []
+
+    async def worker(call: Call, n: int) -> None:
+        for _ in range(n):
+            start = time.perf_counter()
+            reply = await call(message)
+            latencies.append(time.perf_counter() - start)
+            if reply != expected:
+                raise AssertionError(f"wrong reply: {reply[:80]!r}")
+
+    share = max(total // concurrency, 1)
+    warmup = max(share // 10, 1)
+    await asyncio.gather(*(worker(calls[i % len(calls)], warmup) for i in range(concurrency)))
+    latencies.clear()
+    cpu = _cpu()
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(calls[i % len(calls)], share) for i in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    result: dict[str, Any] = {"calls": len(latencies), "calls_per_s": len(latencies) / elapsed}
+    for p in PERCENTILES:
+        result[f"p{p:g}_ms"] = latencies[min(int(len(latencies) * p / 100), len(latencies) - 1)] * 1e3
+    result["client_cpu_s"] = _cpu() - cpu
+    result["elapsed_s"] = elapsed
+    return result
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def gorpc_clients(target: str, clients: int, tracer: str, consul: str | None) -> tuple[list[Call], Any]:
+    from gorpc import Client
+
+    options: dict[str, Any] = {"max_message_size": 8 << 20}
+    if tracer == "mock":
+        from gorpc_tracing.mock import MockTracing
+
+        options["tracer"] = MockTracing()
+    if consul is not None:
+        options.update(resolver="consul", plugins={"consul": {"address": consul, "prefix": "gorpc-bench"}})
+    opened = [Client(target, **options) for _ in range(clients)]
+
+    def caller(client: Client) -> Call:
+        async def call(message: str) -> str:
+            return (await client.call("/helloworld.Greeter/SayHello", {"msg": message}))["msg"]  # type: ignore[no-any-return]
+
+        return call
+
+    async def close() -> None:
+        for client in opened:
+            await client.close()
+
+    return [caller(c) for c in opened], close
+
+
+async def grpc_clients(target: str, clients: int) -> tuple[list[Call], Any]:
+    import grpc
+    import grpc_stubs
+
+    pb2, pb2_grpc = grpc_stubs.load()
+    options = [("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)]
+    # Distinct channel args keep grpc from sharing one subchannel among the "many clients".
+    channels = [
+        grpc.aio.insecure_channel(target, options=[*options, ("bench.client", i)]) for i in range(clients)
+    ]
+
+    def caller(channel: Any) -> Call:
+        stub = pb2_grpc.GreeterStub(channel)
+
+        async def call(message: str) -> str:
+            return (await stub.SayHello(pb2.HelloRequest(msg=message))).msg  # type: ignore[no-any-return]
+
+        return call
+
+    async def close() -> None:
+        for channel in channels:
+            await channel.close()
+
+    return [caller(c) for c in channels], close
+
+
+async def ceiling_clients(target: str, clients: int) -> tuple[list[Call], Any]:
+    from echo_ceiling import connect
+
+    opened = [await connect(target) for _ in range(clients)]
+
+    def caller(client: Any) -> Call:
+        async def call(message: str) -> str:
+            return (await client.call({"msg": message}))["msg"]  # type: ignore[no-any-return]
+
+        return call
+
+    async def close() -> None:
+        for client in opened:
+            client.transport.close()
+
+    return [caller(c) for c in opened], close
+
+
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    if args.kind == "gorpc":
+        calls, close = await gorpc_clients(args.target, args.clients, args.tracer, args.consul)
+    elif args.kind == "grpc":
+        calls, close = await grpc_clients(args.target, args.clients)
+    else:
+        calls, close = await ceiling_clients(args.target, args.clients)
+    try:
+        return await closed_loop(calls, args.calls, args.concurrency, args.payload)
+    finally:
+        await close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("kind", choices=["gorpc", "grpc", "ceiling"])
+    parser.add_argument("target", help="an address, or a service name with --consul")
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--payload", type=int, default=20, help="request message size in bytes")
+    parser.add_argument("--clients", type=int, default=1, help="clients (connections) sharing the load")
+    parser.add_argument("--tracer", default="noop", help="gorpc only: noop or mock")
+    parser.add_argument("--consul", default=None, help="gorpc only: resolve TARGET through this agent")
+    args = parser.parse_args()
+    # grpc.aio runs on asyncio's own loop; the others on uvloop, as their servers do.
+    run = asyncio.run if args.kind == "grpc" else uvloop.run
+    print(json.dumps(run(measure(args))))
+
+
+if __name__ == "__main__":
+    main()

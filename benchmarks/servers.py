@@ -1,0 +1,84 @@
+"""The three servers the suite compares, each run as its own process:
+
+    python benchmarks/servers.py gorpc   ADDRESS [--tracer NAME] [--consul HTTP_ADDR]
+    python benchmarks/servers.py grpc    ADDRESS
+    python benchmarks/servers.py ceiling ADDRESS
+
+Each answers {"msg": m} with {"msg": m + " world"} and logs `serving ... on HOST:PORT` when ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def serve_gorpc(address: str, tracer: str, consul: str | None) -> None:
+    from gorpc import Server, Service
+
+    class Greeter(Service):
+        name = "helloworld.Greeter"
+
+        async def SayHello(self, req: dict[str, str]) -> dict[str, str]:
+            return {"msg": req["msg"] + " world"}
+
+    options: dict = {"tracer": tracer, "max_message_size": 8 << 20}
+    if tracer == "mock":
+        from gorpc_tracing.mock import MockTracing
+
+        options["tracer"] = MockTracing()  # spans kept in memory: the cost of making them, no export
+    if consul is not None:
+        options.update(resolver="consul", plugins={"consul": {"address": consul, "prefix": "gorpc-bench"}})
+    server = Server(address=address, **options)
+    server.register(Greeter())
+    server.serve()
+
+
+async def serve_grpc(address: str) -> None:
+    import grpc
+    import grpc_stubs
+
+    pb2, pb2_grpc = grpc_stubs.load()
+
+    class Greeter(pb2_grpc.GreeterServicer):
+        async def SayHello(self, request, context):  # type: ignore[no-untyped-def]
+            return pb2.HelloReply(msg=request.msg + " world")
+
+    options = [("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)]
+    server = grpc.aio.server(options=options)
+    pb2_grpc.add_GreeterServicer_to_server(Greeter(), server)
+    port = server.add_insecure_port(address)
+    await server.start()
+    print(f"serving helloworld.Greeter on {address.rsplit(':', 1)[0]}:{port}", flush=True)
+    await server.wait_for_termination()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("kind", choices=["gorpc", "grpc", "ceiling"])
+    parser.add_argument("address")
+    parser.add_argument("--tracer", default="noop")
+    parser.add_argument("--consul", default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.kind == "gorpc":
+        serve_gorpc(args.address, args.tracer, args.consul)
+    elif args.kind == "grpc":
+        asyncio.run(serve_grpc(args.address))  # grpc.aio on the loop it supports
+    else:
+        from echo_ceiling import serve
+
+        uvloop.run(serve(args.address))
+
+
+if __name__ == "__main__":
+    main()

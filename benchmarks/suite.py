@@ -1,0 +1,310 @@
+"""The benchmark suite: gorpc, grpcio's asyncio API and a raw uvloop msgpack echo (the ceiling),
+side by side in one run, each server in its own process and each measurement in a client process.
+
+    python benchmarks/suite.py                 # the full run: about five minutes on 2 cores
+    python benchmarks/suite.py --quick         # tiny counts: checks the scripts, measures nothing
+
+Sweeps: concurrency 1/8/64/256; payload 20 B/1 KiB/64 KiB/1 MiB; one connection vs 16 clients;
+gorpc tracing off vs on; gorpc resolved through a real Consul vs a direct address. Writes
+`results/<date>.json` (with the machine and versions), `results/latest.md` and PNG plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from gorpc.testing import ServerProcess, server_process  # noqa: E402
+
+KINDS = ("gorpc", "grpc", "ceiling")
+CONCURRENCY = (1, 8, 64, 256)
+PAYLOADS = (20, 1024, 64 * 1024, 1024 * 1024)
+MANY_CLIENTS = 16
+GRPC_SHARE = 10  # grpc measurements make 1/10 of the calls: each still lasts a second or more
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=60_000, help="calls per measurement (small payloads)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per group, alternating; medians reported"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny counts, for CI: the scripts run, replies are right"
+    )
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--plot", type=Path, metavar="JSON", help="only redraw the plot from saved results")
+    args = parser.parse_args()
+    if args.plot is not None:
+        plot(json.loads(args.plot.read_text())["rows"], args.out)
+        return
+    calls, rounds = (500, 1) if args.quick else (args.calls, args.rounds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with servers() as running:
+        rows = [row for group in groups(calls) for row in run_group(running, group, rounds)]
+    report = {"meta": machine(), "rows": rows}
+    stamp = report["meta"]["date"]
+    (args.out / f"{stamp}.json").write_text(json.dumps(report, indent=1))
+    table = markdown(report)
+    (args.out / "latest.md").write_text(table)
+    plot(rows, args.out)
+    print(table)
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[dict[str, Any]]:
+    """Every server the sweeps use, plus a Consul dev agent for the resolved row."""
+    from gorpc_consul.testing import dev_agent
+
+    script = str(HERE / "servers.py")
+    with contextlib.ExitStack() as stack:
+        consul = stack.enter_context(dev_agent())
+        running: dict[str, Any] = {"consul": consul.http_address}
+        for name, argv in {
+            "gorpc": ["gorpc", "127.0.0.1:0"],
+            "gorpc+noop": ["gorpc", "127.0.0.1:0", "--tracer", "noop"],
+            "gorpc+tracing": ["gorpc", "127.0.0.1:0", "--tracer", "mock"],
+            "gorpc+consul": ["gorpc", "127.0.0.1:0", "--consul", consul.http_address],
+            "grpc": ["grpc", "127.0.0.1:0"],
+            "ceiling": ["ceiling", "127.0.0.1:0"],
+        }.items():
+            running[name] = stack.enter_context(server_process([script, *argv]))
+        yield running
+
+
+Spec = dict[str, Any]
+
+
+def groups(calls: int) -> Iterator[list[Spec]]:
+    """Measurements compared with each other run in one group: alternating, round after round."""
+    for concurrency in CONCURRENCY:
+        yield [spec("concurrency", kind, calls, concurrency=concurrency) for kind in KINDS]
+    for payload in PAYLOADS:
+        scaled = max(calls * 1024 // max(payload, 1024), 50)  # large payloads: fewer calls
+        yield [spec("payload", kind, scaled, concurrency=8, payload=payload) for kind in KINDS]
+    yield [spec("clients", kind, calls, concurrency=64, clients=MANY_CLIENTS) for kind in KINDS]
+    yield [
+        spec("tracing", "gorpc", calls, concurrency=64, variant="no tracer configured"),
+        spec("tracing", "gorpc", calls, concurrency=64, server="gorpc+noop", variant="tracing off (noop)"),
+        spec("tracing", "gorpc", calls, concurrency=64, server="gorpc+tracing", variant="tracing on (mock)"),
+    ]
+    yield [
+        spec("consul", "gorpc", calls, concurrency=64, server="gorpc+consul", variant="direct"),
+        spec("consul", "gorpc", calls, concurrency=64, server="gorpc+consul", variant="consul", consul=True),
+    ]
+
+
+def spec(sweep: str, kind: str, calls: int, **options: Any) -> Spec:
+    if kind == "grpc":
+        calls = max(calls // GRPC_SHARE, 50)  # about 20x slower: fewer calls keep the run short
+    return {"sweep": sweep, "kind": kind, "calls": calls, "server": kind, "variant": kind, **options}
+
+
+def run_group(running: dict[str, Any], group: list[Spec], rounds: int) -> list[dict[str, Any]]:
+    """Each spec `rounds` times, alternating so machine noise hits all alike; medians per spec."""
+    results: list[list[dict[str, Any]]] = [[] for _ in group]
+    for _ in range(rounds):
+        for i, one in enumerate(group):
+            results[i].append(measure(running, **one))
+    return [_median(runs) for runs in results]
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    row = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, float):
+            row[key] = statistics.median(r[key] for r in runs)
+    row["rounds"] = len(runs)
+    return row
+
+
+def measure(
+    running: dict[str, Any],
+    *,
+    sweep: str,
+    kind: str,
+    server: str,
+    variant: str,
+    calls: int,
+    concurrency: int,
+    payload: int = 20,
+    clients: int = 1,
+    consul: bool = False,
+) -> dict[str, Any]:
+    server_name = server
+    process: ServerProcess = running[server_name]
+    target = "helloworld.Greeter" if consul else process.address
+    argv = [sys.executable, str(HERE / "loadgen.py"), kind, target, "--calls", str(calls)]
+    argv += ["--concurrency", str(concurrency), "--payload", str(payload), "--clients", str(clients)]
+    if server_name == "gorpc+tracing":
+        argv += ["--tracer", "mock"]
+    if consul:
+        argv += ["--consul", running["consul"]]
+    cpu_before = server_cpu(process.process.pid)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[1:])} failed:\n{done.stderr}")
+    result = json.loads(done.stdout)
+    result.update(
+        sweep=sweep,
+        kind=kind,
+        variant=variant,
+        concurrency=concurrency,
+        payload=payload,
+        clients=clients,
+        server_cpu_s=server_cpu(process.process.pid) - cpu_before,
+        server_peak_rss_mb=server_peak_rss_mb(process.process.pid),
+    )
+    print(
+        f"{sweep:12} {result['variant']:20} C={concurrency:<4} payload={payload:<8} clients={clients:<3}"
+        f" {result['calls_per_s']:>10,.0f} calls/s"
+        f"  p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms",
+        flush=True,
+    )
+    return result
+
+
+def server_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    packages = ("gorpc", "grpcio", "msgpack", "uvloop", "aiohttp")
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": {name: version(name) for name in packages},
+    }
+
+
+def find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
+    return next(r for r in rows if all(r[k] == v for k, v in match.items()))
+
+
+def targets(rows: list[dict[str, Any]]) -> list[tuple[str, float, str, bool]]:
+    """(target, measured, wanted, met) for the issue's speed targets, from this run's rows."""
+    at = {(r["kind"], r["concurrency"]): r for r in rows if r["sweep"] == "concurrency"}
+    g64, c64, r64 = at["gorpc", 64], at["ceiling", 64], at["grpc", 64]
+    no_tracer = find(rows, sweep="tracing", variant="no tracer configured")
+    tracing_off = find(rows, sweep="tracing", variant="tracing off (noop)")
+    direct, resolved = (
+        find(rows, sweep="consul", variant="direct"),
+        find(rows, sweep="consul", variant="consul"),
+    )
+    checks = [
+        ("C=64 gorpc/ceiling calls/s", g64["calls_per_s"] / c64["calls_per_s"], ">= 0.6", 0.6),
+        ("C=64 gorpc/grpcio calls/s", g64["calls_per_s"] / r64["calls_per_s"], ">= 10", 10.0),
+        ("C=64 gorpc p99 ms", g64["p99_ms"], "<= 2", None),
+        ("C=1 gorpc/ceiling p50", at["gorpc", 1]["p50_ms"] / at["ceiling", 1]["p50_ms"], "<= 1.25", None),
+        ("consul-resolved/direct calls/s", resolved["calls_per_s"] / direct["calls_per_s"], ">= 0.95", 0.95),
+        # noop adds no interceptor, so "tracing off" runs the very code of "no tracer": two server
+        # processes of one build, and this ratio is the machine's noise.
+        (
+            "tracing off/no tracer calls/s",
+            tracing_off["calls_per_s"] / no_tracer["calls_per_s"],
+            ">= 0.97",
+            0.97,
+        ),
+    ]
+    out = []
+    for name, value, wanted, floor in checks:
+        limit = float(wanted.split()[1])
+        met = value >= floor if floor is not None else value <= limit
+        out.append((name, value, wanted, met))
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    meta, rows = report["meta"], report["rows"]
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    lines = [
+        f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), Python {meta['python']};"
+        f" {versions}. Medians of {rows[0]['rounds']} alternating round(s) per group.",
+        "",
+        "| sweep | what | C | payload | clients | calls/s | p50 ms | p90 ms | p99 ms | p99.9 ms "
+        "| client CPU s | server CPU s | server peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['sweep']} | {r['variant']} | {r['concurrency']} | {r['payload']} | {r['clients']} "
+            f"| {r['calls_per_s']:,.0f} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} "
+            f"| {r['p99.9_ms']:.3f} | {r['client_cpu_s']:.2f} | {r['server_cpu_s']:.2f} "
+            f"| {r['server_peak_rss_mb']:.0f} |"
+        )
+    lines += ["", "| target | measured | wanted | met |", "|---|---:|---|---|"]
+    for name, value, wanted, met in targets(rows):
+        lines.append(f"| {name} | {value:.2f} | {wanted} | {'yes' if met else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    by_c = [r for r in rows if r["sweep"] == "concurrency"]
+    by_p = [r for r in rows if r["sweep"] == "payload"]
+    for kind, color in zip(KINDS, ("tab:blue", "tab:orange", "tab:green"), strict=True):
+        mine = [r for r in by_c if r["kind"] == kind]
+        x = [r["concurrency"] for r in mine]
+        axes[0].plot(x, [r["calls_per_s"] for r in mine], marker="o", color=color, label=kind)
+        axes[1].plot(x, [r["p99_ms"] for r in mine], marker="o", color=color, label=f"{kind} p99")
+        axes[1].plot(x, [r["p50_ms"] for r in mine], ls="--", color=color, label=f"{kind} p50")
+        mine = [r for r in by_p if r["kind"] == kind]
+        x = [r["payload"] for r in mine]
+        axes[2].plot(x, [r["p99_ms"] for r in mine], marker="o", color=color, label=f"{kind} p99")
+        axes[2].plot(x, [r["p50_ms"] for r in mine], ls="--", color=color, label=f"{kind} p50")
+    titles = ("calls/s vs concurrency", "latency (ms) vs concurrency", "latency (ms) vs payload (C=8)")
+    xlabels = ("calls in flight", "calls in flight", "request bytes")
+    for ax, title, xlabel in zip(axes, titles, xlabels, strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out / "latest.png", dpi=110)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    main()
