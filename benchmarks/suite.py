@@ -49,10 +49,14 @@ def main() -> None:
         "--quick", action="store_true", help="tiny counts, for CI: the scripts run, replies are right"
     )
     parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--plot", type=Path, metavar="JSON", help="only redraw the plot from saved results")
+    parser.add_argument(
+        "--redraw", type=Path, metavar="JSON", help="only redo table and plot from saved results"
+    )
     args = parser.parse_args()
-    if args.plot is not None:
-        plot(json.loads(args.plot.read_text())["rows"], args.out)
+    if args.redraw is not None:
+        report = json.loads(args.redraw.read_text())
+        (args.out / "latest.md").write_text(markdown(report))
+        plot(report["rows"], args.out)
         return
     calls, rounds = (500, 1) if args.quick else (args.calls, args.rounds)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -267,10 +271,32 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['p99.9_ms']:.3f} | {r['client_cpu_s']:.2f} | {r['server_cpu_s']:.2f} "
             f"| {r['server_peak_rss_mb']:.0f} |"
         )
+    lines += [
+        "",
+        "| sweep | C | payload | clients | gorpc/grpcio calls/s | gorpc/ceiling calls/s "
+        "| gorpc/grpcio p50 | gorpc/ceiling p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, by_kind in _side_by_side(rows):
+        g, r, c = by_kind["gorpc"], by_kind["grpc"], by_kind["ceiling"]
+        lines.append(
+            "| {} | {} | {} | {} ".format(*key)
+            + f"| {g['calls_per_s'] / r['calls_per_s']:.1f} | {g['calls_per_s'] / c['calls_per_s']:.2f} "
+            f"| {g['p50_ms'] / r['p50_ms']:.2f} | {g['p50_ms'] / c['p50_ms']:.2f} |"
+        )
     lines += ["", "| target | measured | wanted | met |", "|---|---:|---|---|"]
     for name, value, wanted, met in targets(rows):
         lines.append(f"| {name} | {value:.2f} | {wanted} | {'yes' if met else 'NO'} |")
     return "\n".join(lines) + "\n"
+
+
+def _side_by_side(rows: list[dict[str, Any]]) -> list[tuple[tuple[Any, ...], dict[str, dict[str, Any]]]]:
+    """Rows measured for all three kinds under the same conditions, grouped."""
+    groups: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        if r["variant"] == r["kind"]:
+            groups.setdefault((r["sweep"], r["concurrency"], r["payload"], r["clients"]), {})[r["kind"]] = r
+    return [(key, kinds) for key, kinds in groups.items() if len(kinds) == len(KINDS)]
 
 
 def plot(rows: list[dict[str, Any]], out: Path) -> None:
