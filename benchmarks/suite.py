@@ -151,12 +151,11 @@ def measure(
     clients: int = 1,
     consul: bool = False,
 ) -> dict[str, Any]:
-    server_name = server
-    process: ServerProcess = running[server_name]
+    process: ServerProcess = running[server]
     target = "helloworld.Greeter" if consul else process.address
     argv = [sys.executable, str(HERE / "loadgen.py"), kind, target, "--calls", str(calls)]
     argv += ["--concurrency", str(concurrency), "--payload", str(payload), "--clients", str(clients)]
-    if server_name == "gorpc+tracing":
+    if server == "gorpc+tracing":
         argv += ["--tracer", "mock"]
     if consul:
         argv += ["--consul", running["consul"]]

@@ -100,14 +100,13 @@ class Dispatcher:
         """Start a request frame's call as a task (or refuse it while stopping)."""
         oneway = frame.type == MessageType.ONEWAY
         rid = frame.request_id
+        conn.last_request_id = rid  # taken, refused or run: either way this request was read
         if self.stopping:
-            conn.last_request_id = rid
             if not oneway:
                 conn.send_error(
                     rid, Unavailable("server is stopping; retry on another instance", unprocessed=True)
                 )
             return
-        conn.last_request_id = rid
         if not oneway and rid in conn.calls:
             raise ProtocolError(f"request id {rid} is already in flight on this connection")
         task = asyncio.get_running_loop().create_task(self._run(conn, frame, oneway))

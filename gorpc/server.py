@@ -104,7 +104,7 @@ class Server:
         except BaseException:
             await self._deregister()  # the services registered before the failure
             await self._close_listener()
-            await self._close_resolver()
+            await self._close_plugins()
             raise
         logger.info("serving %s on %s", ", ".join(self.services) or "no services", self.address)
 
@@ -173,11 +173,11 @@ class Server:
         await self._close_listener()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-        await self._close_resolver()
+        await self._close_plugins()
         self._stopped.set()
         logger.info("stopped serving on %s", self.address)
 
-    async def _close_resolver(self) -> None:
+    async def _close_plugins(self) -> None:
         # A resolver or tracing object passed in may be shared with others: its owner closes it.
         if self._resolver is not None and isinstance(self.config.resolver, str):
             await self._resolver.close()

@@ -45,6 +45,7 @@ class ConsulDnsResolver(ConsulResolver):
         try:
             answer = await self._dns.resolve(name, "SRV", raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:
+            self._last[service] = []
             return []  # no passing instance
         except dns.exception.DNSException as exc:
             raise ConsulError(f"consul DNS at {self.options.dns_address}: {name} SRV failed: {exc}") from exc
@@ -54,15 +55,17 @@ class ConsulDnsResolver(ConsulResolver):
             target = record.target.to_text()
             host = hosts.get(target) or await self._lookup_host(target)
             nodes.append(Node(str(TcpAddress(host, record.port)), {"weight": str(record.weight)}))
-        return sorted(nodes, key=lambda n: n.address)
+        self._last[service] = nodes = sorted(nodes, key=lambda n: n.address)
+        return nodes
 
     async def watch(self, service: str) -> AsyncIterator[Sequence[Node]]:
-        previous = await self.resolve(service)
+        # Compared with the last answer (the selector's first lookup, to begin with), so a change
+        # between that lookup and the first poll is not missed.
         while True:
             await asyncio.sleep(self.options.dns_poll_interval)
+            previous = self._last.get(service)
             nodes = await self.resolve(service)
             if nodes != previous:
-                previous = nodes
                 yield nodes
 
     async def _lookup_host(self, target: str) -> str:

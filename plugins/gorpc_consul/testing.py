@@ -88,8 +88,7 @@ class ConsulAgent:
 
     def start(self) -> None:
         """Launch the process (again, on the same ports, after a stop)."""
-        log = open(os.path.join(self.directory, "agent.log"), "ab")  # noqa: SIM115 -- the child owns it
-        with log:
+        with open(os.path.join(self.directory, "agent.log"), "ab") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
