@@ -188,6 +188,12 @@ class Client:
             conn.notify(head, body, flags=flags, codec=self._codec.id)
             await conn.drain()
             return None
+        while not conn.writable:
+            # The server is not reading (backpressure): wait rather than pile requests up here. All
+            # waiters wake together, so each checks again: the first few refill the buffer.
+            await _within_deadline(conn.drain(), ctx)
+            if not conn.is_open:
+                raise ConnectionFailed(f"connection to {conn.address} lost before sending", unprocessed=True)
         rid, future = conn.request(head, body, flags=flags, codec=self._codec.id)
         timer = None
         if remaining is not None:

@@ -94,6 +94,8 @@ class ServerConfig(_CommonConfig):
     grace: float = 5.0  # seconds in-flight calls get to finish on a graceful stop
     max_workers: int | None = None  # thread pool for plain `def` handlers (None: Python's default)
     metadata: Mapping[str, str] = field(default_factory=dict)  # registered with each service
+    # Per connection; further requests wait unread, which slows the client down (TCP backpressure).
+    max_concurrent_calls: int = 256
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -102,6 +104,7 @@ class ServerConfig(_CommonConfig):
             parse_address(self.advertise_address)
         _require(self.grace >= 0, "grace must be >= 0")
         _require(self.max_workers is None or self.max_workers > 0, "max_workers must be > 0")
+        _require(self.max_concurrent_calls > 0, "max_concurrent_calls must be > 0")
         object.__setattr__(self, "metadata", MappingProxyType({k: str(v) for k, v in self.metadata.items()}))
 
     def ssl_context(self) -> ssl.SSLContext | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import logging
 import time
@@ -110,6 +111,7 @@ class Dispatcher:
         if not oneway and rid in conn.calls:
             raise ProtocolError(f"request id {rid} is already in flight on this connection")
         task = asyncio.get_running_loop().create_task(self._run(conn, frame, oneway))
+        conn.running += 1
         if oneway:
             self._oneway_calls.add(task)
             task.add_done_callback(self._oneway_calls.discard)
@@ -151,7 +153,13 @@ class Dispatcher:
             raise
         except Exception as exc:
             error = _as_rpc_error(exc, path)
-            if oneway:
+            if isinstance(exc, ProtocolError) and ctx is None:
+                # A malformed head: the peer breaks the protocol. Say why, then stop talking to it.
+                logger.warning("closing connection with %s: protocol error: %s", conn.peer, exc.message)
+                if not oneway:
+                    conn.send_error(rid, error)
+                conn.close_gracefully()
+            elif oneway:
                 logger.warning("one-way call %s from %s failed: %s", path, conn.peer, error)
             else:
                 # Metadata the call set before failing still goes back (request ids, retry hints).
@@ -159,6 +167,9 @@ class Dispatcher:
         finally:
             if not oneway:
                 conn.calls.pop(rid, None)
+            conn.running -= 1
+            if conn.reading_paused:
+                conn.release()
 
     async def _call_with_deadline(self, ctx: CallContext, request: Any, timeout: float) -> Any:
         # What asyncio.timeout() does, with one timer and no Python-level context manager, which
@@ -231,12 +242,21 @@ def _as_rpc_error(exc: Exception, path: str) -> RPCError:
 
 
 class ServerConnection(Connection):
-    """A server's side of one client connection."""
+    """A server's side of one client connection.
 
-    def __init__(self, dispatcher: Dispatcher, **limits: Any) -> None:
+    Backpressure: at most `max_calls` calls run at once on a connection, and none start while the
+    client is not reading its replies. Requests beyond that wait unstarted in `held` (no more than
+    one read returned) and the connection stops reading, so the client's further requests wait in
+    TCP buffers and then in the client. The server's memory stays bounded whatever a client does.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, *, max_calls: int, **limits: Any) -> None:
         super().__init__(**limits)
         self._dispatcher = dispatcher
+        self._max_calls = max_calls
         self.calls: dict[int, asyncio.Task[None]] = {}
+        self.running = 0  # calls running now, one-way ones included
+        self.held: collections.deque[Frame] = collections.deque()  # requests read, not started
         self.last_request_id = 0  # sent in the final GOAWAY: later requests were never read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -250,13 +270,42 @@ class ServerConnection(Connection):
     def frame_received(self, frame: Frame) -> None:
         msg_type = frame.type
         if msg_type == MessageType.REQUEST or msg_type == MessageType.ONEWAY:
-            self._dispatcher.dispatch(self, frame)
+            if self.held or self.running >= self._max_calls or not self.writable:
+                self.held.append(frame)
+                self.pause_reading()
+            else:
+                self._dispatcher.dispatch(self, frame)
         elif msg_type == MessageType.CANCEL:
-            task = self.calls.get(frame.request_id)
-            if task is not None:
-                task.cancel()
+            self._cancel(frame.request_id)
         else:
             super().frame_received(frame)
+
+    def _cancel(self, rid: int) -> None:
+        task = self.calls.get(rid)
+        if task is not None:
+            task.cancel()
+            return
+        for frame in self.held:  # not started yet: now it never will be
+            if frame.request_id == rid and frame.type == MessageType.REQUEST:
+                self.held.remove(frame)
+                self.send_error(rid, Cancelled("cancelled by the caller before it started"))
+                return
+
+    def release(self) -> None:
+        """Start held requests while there is room; read again once none are held."""
+        while self.held and self.running < self._max_calls and self.writable and self.transport:
+            self._dispatcher.dispatch(self, self.held.popleft())
+        if not self.held and self.running < self._max_calls and self.writable:
+            self.resume_reading()
+
+    def pause_writing(self) -> None:
+        # The client is not reading its replies: start nothing new until it does.
+        super().pause_writing()
+        self.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.release()
 
     def oversized_frame_received(self, frame: OversizedFrame) -> None:
         if frame.type not in (MessageType.REQUEST, MessageType.ONEWAY):
@@ -288,6 +337,7 @@ class ServerConnection(Connection):
 
     def lost(self, exc: Exception | None) -> None:
         self._dispatcher.connections.discard(self)
+        self.held.clear()
         # Nobody is left to read these replies; stop the work.
         for task in self.calls.values():
             task.cancel()

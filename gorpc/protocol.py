@@ -44,6 +44,8 @@ class Connection(asyncio.Protocol):
         self._queued_frames = 0
         self._write_ready = asyncio.Event()
         self._write_ready.set()
+        self._write_blocked_since: float | None = None  # when the peer stopped taking our bytes
+        self.reading_paused = False  # we stopped reading (backpressure); silence is then ours
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.closed: asyncio.Future[None] = self._loop.create_future()
@@ -72,8 +74,11 @@ class Connection(asyncio.Protocol):
                 else:
                     self.oversized_frame_received(frame)
         except ProtocolError as exc:
-            logger.warning("closing connection with %s: %s", self.peer, exc.message)
+            logger.warning("closing connection with %s: protocol error: %s", self.peer, exc.message)
             self.abort(exc)
+        except Exception as exc:  # a bug must cost this connection only, never the event loop
+            logger.exception("closing connection with %s: unexpected error handling a frame", self.peer)
+            self.abort(ProtocolError(f"error handling a frame from {self.peer}: {exc!r}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         exc = self._close_reason or exc
@@ -88,9 +93,33 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_ready.clear()
+        self._write_blocked_since = self._loop.time()
 
     def resume_writing(self) -> None:
         self._write_ready.set()
+        self._write_blocked_since = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet parsed: a partial frame, never more than the size limit."""
+        return self._decoder.buffered
+
+    @property
+    def writable(self) -> bool:
+        """False while the transport's write buffer is over its high-water mark (see `drain`)."""
+        return self._write_ready.is_set()
+
+    def pause_reading(self) -> None:
+        """Stop reading: the peer's further bytes wait in the kernel, and then in the peer (TCP)."""
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and self.transport is not None:
+            self.reading_paused = False
+            self._last_received = self._loop.time()
+            self.transport.resume_reading()
 
     # -- hooks for subclasses ---------------------------------------------------------------------
 
@@ -170,7 +199,17 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     def _check_heartbeat(self) -> None:
-        idle = self._loop.time() - self._last_received
+        now = self._loop.time()
+        blocked = None if self._write_blocked_since is None else now - self._write_blocked_since
+        if blocked is not None and blocked >= self._heartbeat_timeout:
+            logger.info("dropping connection to %s: it read nothing for %.1fs", self.peer, blocked)
+            self.abort(Unavailable(f"peer {self.peer} read nothing for {blocked:.1f}s (heartbeat timeout)"))
+            return
+        if self.reading_paused:
+            # We are not reading, so the peer's pings go unanswered: show it we are alive.
+            self._last_received = now
+            self.send(PING)
+        idle = now - self._last_received
         if idle >= self._heartbeat_timeout:
             logger.info("dropping connection to %s: silent for %.1fs", self.peer, idle)
             self.abort(Unavailable(f"peer {self.peer} sent nothing for {idle:.1f}s (heartbeat timeout)"))

@@ -125,6 +125,7 @@ class Server:
         cfg = self.config
         return ServerConnection(
             self._dispatcher,
+            max_calls=cfg.max_concurrent_calls,
             max_message_size=cfg.max_message_size,
             heartbeat_interval=cfg.heartbeat_interval,
             heartbeat_timeout=cfg.heartbeat_timeout,

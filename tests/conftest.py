@@ -20,6 +20,7 @@ class Greeter(Service):
         self.received: asyncio.Queue = asyncio.Queue()
         self.cancelled = asyncio.Event()
         self.started = asyncio.Event()
+        self.cancellations = 0
 
     async def SayHello(self, req):
         return {"msg": req["msg"] + " world"}
@@ -39,6 +40,7 @@ class Greeter(Service):
         try:
             await asyncio.sleep(seconds)
         except asyncio.CancelledError:
+            self.cancellations += 1
             self.cancelled.set()
             raise
         return "slept"
@@ -113,3 +115,9 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--soak-seconds", type=float, default=10.0, help="how long tests/test_soak.py loads its server"
+    )

@@ -20,7 +20,7 @@ from gorpc import (
     Unavailable,
 )
 from gorpc.frame import FLAG_COMPRESSED, HEADER, FrameDecoder, MessageType, encode_header
-from gorpc.testing import loopback
+from gorpc.testing import eventually, loopback
 
 from .conftest import free_port
 
@@ -105,6 +105,25 @@ async def test_deadline_exceeded_reaches_caller_in_time_and_cancels_the_handler(
     assert await client.call("/helloworld.Greeter/Echo", "after") == "after"
 
 
+async def test_many_missed_deadlines_cancel_every_handler_and_leave_nothing_behind(pair, greeter):
+    server, client = pair
+    assert await client.call("/helloworld.Greeter/Echo", "warm") == "warm"
+    tasks_before = len(asyncio.all_tasks())
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(client.call("/helloworld.Greeter/Sleep", 30, timeout=0.2) for _ in range(100)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, DeadlineExceeded) for r in results)
+    assert time.monotonic() - started < 5  # every handler would take 30 s
+    (conn,) = server.connections
+    (client_conn,) = client._pool._all
+    await eventually(lambda: greeter.cancellations == 100 and conn.running == 0)
+    assert not conn.calls and not client_conn.pending
+    assert len(asyncio.all_tasks()) == tasks_before
+    assert await client.call("/helloworld.Greeter/Echo", "after") == "after"
+
+
 async def test_server_enforces_the_deadline_it_is_sent(pair, greeter):
     """Without the client's own timer: the server alone answers DEADLINE_EXCEEDED and stops the handler."""
     server, _ = pair
@@ -155,12 +174,19 @@ async def test_garbage_bytes_close_that_connection_only(pair, caplog):
     assert await client.call("/helloworld.Greeter/Echo", "still here") == "still here"
 
 
-async def test_malformed_head_gets_a_protocol_error_reply(pair):
-    server, _ = pair
-    (frame,) = await raw_call(server.address, request_frame(5, b"\xc1", msgpack.packb(1)))
+async def test_malformed_head_gets_a_protocol_error_reply_then_the_connection_closes(pair, caplog):
+    server, client = pair
+    host, port = server.address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request_frame(5, b"\xc1", msgpack.packb(1)))
+    frame, goaway = FrameDecoder(1 << 20).feed(await reader.read())  # read() returns at the server's close
+    writer.close()
     code, message, _, _ = msgpack.unpackb(frame.head)
     assert (frame.request_id, code) == (5, StatusCode.PROTOCOL_ERROR)
     assert "malformed request head" in message
+    assert (goaway.type, goaway.request_id) == (MessageType.GOAWAY, 5)  # the last request it took
+    assert "protocol error: malformed request head" in caplog.text
+    assert await client.call("/helloworld.Greeter/Echo", "others are served") == "others are served"
 
 
 async def test_unknown_codec_gets_an_invalid_request_reply(pair):
