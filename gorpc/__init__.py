@@ -15,11 +15,13 @@ from gorpc.exceptions import (
     MessageTooLarge,
     MethodNotFound,
     NoNodesAvailable,
+    PermissionDenied,
     PluginNotFound,
     ProtocolError,
     RemoteError,
     RPCError,
     StatusCode,
+    Unauthenticated,
     Unavailable,
 )
 from gorpc.server import Server
@@ -57,6 +59,7 @@ __all__ = [
     "Next",
     "NoNodesAvailable",
     "Node",
+    "PermissionDenied",
     "PluginNotFound",
     "ProtocolError",
     "RPCError",
@@ -68,5 +71,6 @@ __all__ = [
     "ServiceInstance",
     "StatusCode",
     "TracingPlugin",
+    "Unauthenticated",
     "Unavailable",
 ]

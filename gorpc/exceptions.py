@@ -12,6 +12,8 @@
         ├── MethodNotFound (LookupError)      unknown service or method
         ├── InvalidRequest (ValueError)       the request could not be decoded or was refused
         ├── MessageTooLarge                   a message over the size limit, either side
+        ├── Unauthenticated                   no valid credentials came with the call
+        ├── PermissionDenied                  valid credentials, but not for this call
         ├── RemoteError                       a handler raised: carries its type name and message
         ├── InternalError                     the server failed outside the handler (e.g. encoding)
         └── ProtocolError                     a malformed frame: a bug or a hostile peer
@@ -36,10 +38,12 @@ class StatusCode(enum.IntEnum):
     INVALID_REQUEST = 3
     DEADLINE_EXCEEDED = 4
     METHOD_NOT_FOUND = 5
+    PERMISSION_DENIED = 7
     MESSAGE_TOO_LARGE = 8
     INTERNAL = 13
     UNAVAILABLE = 14
     PROTOCOL_ERROR = 15
+    UNAUTHENTICATED = 16
 
 
 class GorpcError(Exception):
@@ -131,6 +135,18 @@ class MessageTooLarge(RPCError):
     code = StatusCode.MESSAGE_TOO_LARGE
 
 
+class Unauthenticated(RPCError):
+    """The call carried no valid credentials (see gorpc.auth)."""
+
+    code = StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(RPCError):
+    """The caller is known but may not make this call."""
+
+    code = StatusCode.PERMISSION_DENIED
+
+
 class InternalError(RPCError):
     """The server failed outside the handler, for example encoding the reply."""
 
@@ -168,6 +184,8 @@ _BY_CODE: dict[int, type[RPCError]] = {
         MethodNotFound,
         InvalidRequest,
         MessageTooLarge,
+        Unauthenticated,
+        PermissionDenied,
         InternalError,
         ProtocolError,
         RemoteError,
