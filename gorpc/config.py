@@ -96,6 +96,7 @@ class ServerConfig(_CommonConfig):
     metadata: Mapping[str, str] = field(default_factory=dict)  # registered with each service
     # Per connection; further requests wait unread, which slows the client down (TCP backpressure).
     max_concurrent_calls: int = 256
+    reflection: bool = True  # serve gorpc.Reflection, which `gorpc describe` asks what this server offers
 
     def __post_init__(self) -> None:
         super().__post_init__()

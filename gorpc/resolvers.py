@@ -15,7 +15,7 @@ from typing import Any
 
 from gorpc.address import parse_address
 from gorpc.exceptions import ConfigError
-from gorpc.types import Node, ServiceInstance
+from gorpc.types import Node, NodeStatus, ServiceInstance
 
 
 class StaticResolver:
@@ -49,6 +49,11 @@ class StaticResolver:
         registered = self._registered.get(service, {})
         configured = [n for n in self._configured.get(service, []) if n.address not in registered]
         return configured + list(registered.values())
+
+    async def catalog(self) -> Mapping[str, Sequence[NodeStatus]]:
+        """Every configured or registered service; a static list knows nothing of health."""
+        names = sorted(set(self._configured) | {n for n, nodes in self._registered.items() if nodes})
+        return {name: [NodeStatus(node) for node in await self.resolve(name)] for name in names}
 
     async def watch(self, service: str) -> AsyncIterator[Sequence[Node]]:
         while not self._closed:

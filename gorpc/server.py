@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Self
 
+from gorpc import reflection
 from gorpc.address import TcpAddress, UnixAddress, parse_address
 from gorpc.config import ConfigSource, ServerConfig
 from gorpc.dispatch import Dispatcher, MethodTable, ServerConnection
@@ -73,8 +74,8 @@ class Server:
 
     @property
     def services(self) -> list[str]:
-        """The names of the hosted services."""
-        return sorted(self._table.services)
+        """The names of the hosted services (the built-in reflection service left out)."""
+        return sorted(name for name in self._table.services if name != reflection.NAME)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -83,6 +84,8 @@ class Server:
         if self._listener is not None:
             raise RuntimeError("server already started")
         cfg = self.config
+        if cfg.reflection and reflection.NAME not in self._table.services:
+            self._table.add(reflection.Reflection(self._table))
         self._executor = ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="gorpc-handler")
         interceptors = self._interceptors
         tracer = self.tracing.tracer(self.services[0] if self.services else "gorpc-server")

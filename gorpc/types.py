@@ -82,6 +82,23 @@ class ResolverPlugin(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class NodeStatus:
+    """A node as a registry lists it, with its health: "passing", "warning", "critical" or "unknown"."""
+
+    node: Node
+    health: str = "unknown"
+
+
+@runtime_checkable
+class CatalogResolver(ResolverPlugin, Protocol):
+    """A resolver that can also list every service it knows (for `gorpc list`)."""
+
+    async def catalog(self) -> Mapping[str, Sequence[NodeStatus]]:
+        """Each service's nodes with their health, by service name."""
+        ...
+
+
 @runtime_checkable
 class Balancer(Protocol):
     """Picks the node for one call. Made once per client and service; may keep state."""

@@ -61,10 +61,13 @@ async def test_registration_writes_keys_under_a_session_and_an_agent_service(age
         }
         [session] = agent.get(f"/session/info/{entry['Session']}")
         assert (session["Behavior"], session["TTL"], session["LockDelay"]) == ("delete", "10s", 0)
+        # Bound to the instance's TCP check: a dead server's keys go when the check fails.
+        assert session["NodeChecks"] == ["serfHealth"]
+        assert [c["ID"] for c in session["ServiceChecks"]] == [f"service:gorpc:{SERVICE}:{server.address}"]
         service = agent.get("/agent/services")[f"gorpc:{SERVICE}:{server.address}"]
         assert service["Service"] == dns_label(SERVICE) == "test-where"
         assert service["Tags"] == ["blue", "canary"]
-        assert service["Meta"] == {**metadata, "gorpc_service": SERVICE}
+        assert service["Meta"] == {**metadata, "gorpc_service": SERVICE, "gorpc_prefix": prefix}
         assert service["Weights"]["Passing"] == 3
         # The agent's TCP check reaches the server: the instance shows as passing in the health API.
         await eventually(lambda: agent.get(f"/health/service/{dns_label(SERVICE)}?passing=true"), timeout=10)

@@ -65,7 +65,8 @@ async def test_unknown_method_and_service(client):
     with pytest.raises(MethodNotFound, match=r"service 'helloworld.Greeter' has no method 'Nope'"):
         await client.call("/helloworld.Greeter/Nope", None)
     with pytest.raises(
-        MethodNotFound, match=r"unknown service 'x.Y'; this server hosts \['helloworld.Greeter'\]"
+        MethodNotFound,
+        match=r"unknown service 'x.Y'; this server hosts \['gorpc.Reflection', 'helloworld.Greeter'\]",
     ):
         await client.call("/x.Y/Z", None)
 

@@ -2,8 +2,9 @@
 
 import pytest
 
-from gorpc import ConfigError, Server, Service
+from gorpc import ConfigError, MethodNotFound, Server, Service
 from gorpc.service import service_methods
+from gorpc.testing import loopback
 
 
 class Greeter(Service):
@@ -57,3 +58,19 @@ def test_handler_with_wrong_arity_is_refused():
 def test_non_service_is_refused():
     with pytest.raises(ConfigError, match=r"not a gorpc.Service"):
         Server(address="127.0.0.1:0").register(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_every_server_describes_itself_unless_told_not_to():
+    async with loopback(Greeter()) as (server, client):
+        assert server.services == ["helloworld.Greeter"]  # reflection is not registered with resolvers
+        assert await client.call("/gorpc.Reflection/ListServices") == ["helloworld.Greeter"]
+        [described] = await client.call("/gorpc.Reflection/Describe", "helloworld.Greeter")
+        assert described["name"] == "helloworld.Greeter"
+        assert [(m["name"], m["runs"], m["doc"]) for m in described["methods"]] == [
+            ("Blocking", "thread", ""),
+            ("SayHello", "async", "Greets."),
+        ]
+    async with loopback(Greeter(), server_options={"reflection": False}) as (_, client):
+        with pytest.raises(MethodNotFound):
+            await client.call("/gorpc.Reflection/ListServices")

@@ -192,7 +192,7 @@ class Registry:
             "Address": address.host,
             "Port": address.port,
             "Tags": [t.strip() for t in metadata.get("tags", "").split(",") if t.strip()],
-            "Meta": {**metadata, "gorpc_service": instance.service},
+            "Meta": {**metadata, "gorpc_service": instance.service, "gorpc_prefix": self._options.prefix},
             "Check": {
                 "TCP": str(address),
                 "Interval": f"{self._options.check_interval:g}s",

@@ -9,7 +9,8 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from gorpc.types import Node, ServiceInstance
+from gorpc.address import TcpAddress
+from gorpc.types import Node, NodeStatus, ServiceInstance
 from gorpc_consul.errors import ConsulError, ConsulPermissionDenied
 from gorpc_consul.http import ConsulHTTP, ConsulResponse
 from gorpc_consul.names import service_prefix
@@ -75,6 +76,49 @@ class ConsulResolver:
             nodes = self._remember(service, response)
             if nodes != previous:
                 yield nodes
+
+    async def catalog(self) -> dict[str, list[NodeStatus]]:
+        """Every service under the prefix with its nodes and their health checks' verdict.
+
+        Nodes come from the KV keys (those in rotation) and from Consul's catalog (agent services
+        registered under this prefix), so an instance whose check failed, and whose key went with
+        its session, still shows, as critical.
+        """
+        listed: dict[str, dict[str, NodeStatus]] = {}
+        prefix = f"/kv/{self.options.prefix}/"
+        keys = await self._http.request("GET", prefix, params=self._params(), allow=(404,))
+        for entry in keys.body or ():
+            service = str(entry["Key"])[len(self.options.prefix) + 1 :].split("/", 1)[0]
+            for node in _nodes([entry]):
+                listed.setdefault(service, {})[node.address] = NodeStatus(node)
+        dc = {"dc": self.options.datacenter} if self.options.datacenter else {}
+        labels = (await self._http.request("GET", "/catalog/services", params=dc)).body or {}
+        answers = await asyncio.gather(
+            *(self._http.request("GET", f"/health/service/{label}", params=dc) for label in sorted(labels))
+        )
+        for answer in answers:
+            for entry in answer.body or ():
+                instance = self._catalog_instance(entry)
+                if instance is not None:
+                    service, status = instance
+                    known = listed.setdefault(service, {}).get(status.node.address)
+                    node = known.node if known is not None else status.node
+                    listed[service][node.address] = NodeStatus(node, status.health)
+        return {name: [nodes[a] for a in sorted(nodes)] for name, nodes in sorted(listed.items())}
+
+    def _catalog_instance(self, entry: Mapping[str, Any]) -> tuple[str, NodeStatus] | None:
+        """(service, node with health) for a /health/service entry registered by gorpc under our prefix."""
+        service = entry.get("Service") or {}
+        meta = service.get("Meta") or {}
+        if meta.get("gorpc_prefix") != self.options.prefix or "gorpc_service" not in meta:
+            return None
+        host = service.get("Address") or (entry.get("Node") or {}).get("Address", "")
+        address = str(TcpAddress(host, int(service.get("Port", 0))))
+        metadata = {k: str(v) for k, v in meta.items() if not k.startswith("gorpc_")}
+        statuses = {check.get("Status") for check in entry.get("Checks") or ()}
+        worst = [s for s in ("critical", "warning", "passing") if s in statuses]
+        health = worst[0] if worst else "unknown"
+        return str(meta["gorpc_service"]), NodeStatus(Node(address, metadata), health)
 
     def _path(self, service: str) -> str:
         return f"/kv/{service_prefix(self.options.prefix, service)}"

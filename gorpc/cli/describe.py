@@ -1,0 +1,62 @@
+"""`gorpc describe TARGET [SERVICE]`: the methods a server offers, from its reflection service."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from gorpc import reflection
+from gorpc.cli.exits import ExitCode
+from gorpc.cli.jsonio import to_json
+from gorpc.cli.options import TARGET_HELP, add_client_arguments, make_client, run_async, subcommand
+from gorpc.exceptions import MethodNotFound
+
+DESCRIPTION = """Show the services a server hosts and their methods: signatures and docstrings.
+
+Every server answers this through its built-in gorpc.Reflection service, unless its config sets
+reflection = false.
+
+example:
+  gorpc describe 127.0.0.1:8000 helloworld.Greeter"""
+
+
+def add_parser(commands: Any) -> None:
+    parser = subcommand(commands, "describe", "show the methods a server offers", DESCRIPTION)
+    parser.add_argument("target", help=TARGET_HELP)
+    parser.add_argument("service", nargs="?", help="only this service (default: all of them)")
+    add_client_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the description as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> ExitCode:
+    services = run_async(_describe(args))
+    print(to_json(services) if args.json else render(services))
+    return ExitCode.OK
+
+
+async def _describe(args: argparse.Namespace) -> list[dict[str, Any]]:
+    async with make_client(args) as client:
+        try:
+            return await client.call(  # type: ignore[no-any-return]
+                f"/{reflection.NAME}/Describe", args.service, metadata=dict(args.metadata)
+            )
+        except MethodNotFound as exc:
+            raise MethodNotFound(
+                f"{args.target} does not answer {reflection.NAME} (is reflection = false in its config?): "
+                f"{exc.message}"
+            ) from exc
+
+
+def render(services: list[dict[str, Any]]) -> str:
+    """The description as text: each service, then each method's signature and docstring."""
+    lines: list[str] = []
+    for service in services:
+        lines.append(service["name"])
+        lines.extend(f"    {line}" for line in service["doc"].splitlines())
+        for method in service["methods"]:
+            runs = "" if method["runs"] == "async" else "  (runs in a thread)"
+            lines.append(f"  {method['name']}{method['signature']}{runs}")
+            lines.extend(f"      {line}" for line in method["doc"].splitlines())
+        lines.append("")
+    return "\n".join(lines).rstrip() or "(no services)"
