@@ -44,7 +44,8 @@ class Connection(asyncio.Protocol):
         self._queued_frames = 0
         self._write_ready = asyncio.Event()
         self._write_ready.set()
-        self._write_blocked_since: float | None = None  # when the peer stopped taking our bytes
+        self._write_blocked_since: float | None = None  # since when the peer has taken none of our bytes
+        self._write_blocked_size = 0  # our unsent bytes then
         self.reading_paused = False  # we stopped reading (backpressure); silence is then ours
         self.transport: asyncio.Transport | None = None
         self.peer = ""
@@ -94,6 +95,7 @@ class Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._write_ready.clear()
         self._write_blocked_since = self._loop.time()
+        self._write_blocked_size = self.transport.get_write_buffer_size() if self.transport else 0
 
     def resume_writing(self) -> None:
         self._write_ready.set()
@@ -198,9 +200,20 @@ class Connection(asyncio.Protocol):
             self._close_reason = exc  # asyncio reports None for an abort; keep the real reason
             self.transport.abort()
 
+    def _write_blocked_for(self, now: float) -> float | None:
+        """Seconds the peer has read nothing we sent, or None when our writes are flowing. A peer
+        reading slowly still shrinks our buffer: that is progress, not a dead peer."""
+        if self._write_blocked_since is None or self.transport is None:
+            return None
+        size = self.transport.get_write_buffer_size()
+        if size < self._write_blocked_size:
+            self._write_blocked_since = now
+        self._write_blocked_size = size
+        return now - self._write_blocked_since
+
     def _check_heartbeat(self) -> None:
         now = self._loop.time()
-        blocked = None if self._write_blocked_since is None else now - self._write_blocked_since
+        blocked = self._write_blocked_for(now)
         if blocked is not None and blocked >= self._heartbeat_timeout:
             logger.info("dropping connection to %s: it read nothing for %.1fs", self.peer, blocked)
             self.abort(Unavailable(f"peer {self.peer} read nothing for {blocked:.1f}s (heartbeat timeout)"))
