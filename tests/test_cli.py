@@ -261,6 +261,18 @@ def test_list_shows_consul_services_nodes_metadata_and_health(tmp_path):
                 [{"address": s.address, "health": "passing", "metadata": metadata} for s in (one, two)],
                 key=lambda n: n["address"],
             )
+            # consul_dns takes the same shorthands and lists the same way.
+            dns = gorpc(
+                "list",
+                "--resolver",
+                "consul_dns",
+                "--consul",
+                agent.http_address,
+                "--prefix",
+                "cli",
+                "--json",
+            )
+            assert (dns.returncode, json.loads(dns.stdout)) == (0, listed), dns.stderr
             # By service name through Consul, as a client would.
             call = gorpc("call", "test.Shop", ECHO, '"via consul"', "--config", str(config))
             assert call.returncode == 0, call.stderr

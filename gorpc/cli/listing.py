@@ -47,14 +47,16 @@ def run(args: argparse.Namespace) -> ExitCode:
 
 def _config(args: argparse.Namespace) -> ClientConfig:
     config = ClientConfig.load(args.config)
-    resolver = args.resolver or ("consul" if args.consul or args.prefix else None)
-    consul = dict(config.plugin_options("consul"))
+    if not (args.consul or args.prefix):
+        return ClientConfig.load(config, resolver=args.resolver)
+    # The shorthands are options of the consul resolver, or of consul_dns when that is asked for.
+    resolver = args.resolver or "consul"
+    options = dict(config.plugin_options(resolver))
     if args.consul:
-        consul["address"] = args.consul
+        options["address"] = args.consul
     if args.prefix:
-        consul["prefix"] = args.prefix
-    plugins = {**config.plugins, "consul": consul} if consul else dict(config.plugins)
-    return ClientConfig.load(config, resolver=resolver, plugins=plugins)
+        options["prefix"] = args.prefix
+    return ClientConfig.load(config, resolver=resolver, plugins={**config.plugins, resolver: options})
 
 
 async def _catalog(config: ClientConfig) -> Mapping[str, Sequence[NodeStatus]]:
