@@ -91,7 +91,7 @@ class ConsulResolver:
             service = str(entry["Key"])[len(self.options.prefix) + 1 :].split("/", 1)[0]
             for node in _nodes([entry]):
                 listed.setdefault(service, {})[node.address] = NodeStatus(node)
-        dc = {"dc": self.options.datacenter} if self.options.datacenter else {}
+        dc = self._datacenter()
         labels = (await self._http.request("GET", "/catalog/services", params=dc)).body or {}
         answers = await asyncio.gather(
             *(self._http.request("GET", f"/health/service/{label}", params=dc) for label in sorted(labels))
@@ -124,10 +124,11 @@ class ConsulResolver:
         return f"/kv/{service_prefix(self.options.prefix, service)}"
 
     def _params(self) -> dict[str, str]:
-        params = {"recurse": "true"}
-        if self.options.datacenter:
-            params["dc"] = self.options.datacenter
-        return params
+        return {"recurse": "true", **self._datacenter()}
+
+    def _datacenter(self) -> dict[str, str]:
+        """The `dc` query parameter, when services are looked up in another datacenter."""
+        return {"dc": self.options.datacenter} if self.options.datacenter else {}
 
     def _remember(self, service: str, response: ConsulResponse) -> list[Node]:
         nodes = sorted(_nodes(response.body or ()), key=lambda n: n.address)
