@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -44,16 +44,34 @@ class BlockingClient:
         *,
         timeout: float | None = _UNSET,
         metadata: Metadata | None = None,
-        **options: Any,
+        hash_key: str | bytes | int | None = None,
+        idempotent: bool | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Call `method` and return its reply; raises the same errors as `Client.call`."""
-        return self._run(self._client.call(method, request, timeout=timeout, metadata=metadata, **options))
+        """Call `method` and return its reply; the options and errors are `Client.call`'s."""
+        return self._run(
+            self._client.call(
+                method,
+                request,
+                timeout=timeout,
+                metadata=metadata,
+                hash_key=hash_key,
+                idempotent=idempotent,
+                options=options,
+            )
+        )
 
     def notify(
-        self, method: str, request: Any = None, *, metadata: Metadata | None = None, **options: Any
+        self,
+        method: str,
+        request: Any = None,
+        *,
+        metadata: Metadata | None = None,
+        hash_key: str | bytes | int | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         """A one-way call: returns once the request is sent."""
-        self._run(self._client.notify(method, request, metadata=metadata, **options))
+        self._run(self._client.notify(method, request, metadata=metadata, hash_key=hash_key, options=options))
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._closed:

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from gorpc.exceptions import ConnectionFailed, MessageTooLarge, ProtocolError
+from gorpc.exceptions import Cancelled, ConnectionFailed, MessageTooLarge, ProtocolError
 from gorpc.frame import (
     HEADER,
     MAGIC,
@@ -107,6 +107,13 @@ class ClientConnection(Connection):
                     ConnectionFailed(f"connection to {self.address} lost{detail}", unprocessed=unread)
                 )
         self.pending.clear()
+
+    def fail_pending(self, reason: str) -> None:
+        """Fail every call in flight with Cancelled(`reason`): their caller is going away."""
+        pending, self.pending = self.pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(Cancelled(reason))
 
     def call_finished(self) -> None:
         """Close a draining connection once its last call is answered."""

@@ -6,16 +6,18 @@ import asyncio
 import logging
 import ssl as ssl_module
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from gorpc.address import is_address
+from gorpc.balancers import HASH_KEY
 from gorpc.channel import ClientConnection
 from gorpc.config import ClientConfig, ConfigSource
 from gorpc.context import CallContext, Metadata
-from gorpc.envelope import pack_request_head, unpack_response_head
+from gorpc.envelope import check_timeout, pack_request_head, unpack_response_head
 from gorpc.exceptions import (
+    Cancelled,
     ConnectionFailed,
     DeadlineExceeded,
     InvalidRequest,
@@ -25,8 +27,8 @@ from gorpc.exceptions import (
     Unavailable,
     error_from_status,
 )
-from gorpc.failover import RetryPolicy
-from gorpc.frame import Frame
+from gorpc.failover import IDEMPOTENT, RetryPolicy
+from gorpc.frame import FLAG_UNPROCESSED, Frame
 from gorpc.health import Ejections
 from gorpc.interceptors import build_chain
 from gorpc.payload import decode_body, encode_body
@@ -34,11 +36,13 @@ from gorpc.plugins import close_tracing, make_balancer_factory, make_codec, make
 from gorpc.pool import ConnectionPool
 from gorpc.selector import Selector
 from gorpc.tracing import client_interceptor
-from gorpc.types import Codec, Interceptor, Node
+from gorpc.types import Codec, Interceptor, Node, ResolverPlugin
 
 logger = logging.getLogger("gorpc.client")
 
 _UNSET: Any = object()
+T = TypeVar("T")
+CLOSED = "the client was closed while the call was in flight"
 
 
 class Client:
@@ -74,11 +78,16 @@ class Client:
             heartbeat_timeout=cfg.heartbeat_timeout,
         )
         self._direct = cfg.target if cfg.target is not None and is_address(cfg.target) else None
+        # Made now, so a mistake in its [plugins.<name>] options is found here, not at the first call.
+        self._resolver: ResolverPlugin | None = make_resolver(cfg) if self._direct is None else None
         self._selector: Selector | None = None
         self._ejections = Ejections(cfg.eject_time, cfg.eject_time_max)
         self._retry = RetryPolicy(cfg.fail_mode, cfg.retries, cfg.idempotent)
         invoke = self._invoke_direct if self._direct is not None else self._invoke_resolved
         self._chain = build_chain(list(interceptors), invoke)
+        self.plugin_call_options = declared_call_options(
+            [self._resolver, self.tracing, make_balancer_factory(cfg.balancer), *interceptors]
+        )
         self._closed = False
 
     async def call(
@@ -88,31 +97,39 @@ class Client:
         *,
         timeout: float | None = _UNSET,
         metadata: Metadata | None = None,
-        **options: Any,
+        hash_key: str | bytes | int | None = None,
+        idempotent: bool | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Any:
         """Call `method` (`/service/Method`) and return its reply.
 
-        `timeout` (seconds) travels to the server as the call's deadline; it defaults to the
-        config's `timeout`. Extra keyword options are for the balancer and fail mode
-        (`hash_key=...`, `idempotent=True`) and for plugins.
+        `timeout` (seconds; None or infinity: no deadline) travels to the server as the call's
+        deadline; it defaults to the config's `timeout`. `hash_key` is for the consistent_hash
+        balancer, `idempotent` for failover; `options` holds the per-call options that configured
+        plugins declare (`plugin_call_options`). Any other option raises TypeError.
         """
-        ctx = self._context(method, timeout, metadata, options, oneway=False)
+        ctx = self._context(method, timeout, metadata, False)
+        if hash_key is not None or idempotent is not None or options:
+            self._set_options(ctx, hash_key, idempotent, options)
         return await self._chain(ctx, request)
 
     async def notify(
-        self, method: str, request: Any = None, *, metadata: Metadata | None = None, **options: Any
+        self,
+        method: str,
+        request: Any = None,
+        *,
+        metadata: Metadata | None = None,
+        hash_key: str | bytes | int | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         """A one-way call: sent once the request is written to the connection; no reply, no error back."""
-        ctx = self._context(method, _UNSET, metadata, options, oneway=True)
+        ctx = self._context(method, _UNSET, metadata, True)
+        if hash_key is not None or options:
+            self._set_options(ctx, hash_key, None, options)
         await self._chain(ctx, request)
 
     def _context(
-        self,
-        method: str,
-        timeout: float | None,
-        metadata: Metadata | None,
-        options: dict[str, Any],
-        oneway: bool,
+        self, method: str, timeout: float | None, metadata: Metadata | None, oneway: bool
     ) -> CallContext:
         if self._closed:
             raise RuntimeError("client is closed")
@@ -120,12 +137,32 @@ class Client:
             raise InvalidRequest(f"method path {method!r} is not /<service>/<Method>")
         if timeout is _UNSET:
             timeout = self.config.timeout
+        if timeout is not None:
+            timeout = check_timeout(timeout, InvalidRequest)
         deadline = None if timeout is None else time.monotonic() + timeout
         # A copy: interceptors may add metadata without touching the caller's dict.
-        ctx = CallContext(method, dict(metadata) if metadata else {}, deadline, oneway=oneway)
+        return CallContext(method, dict(metadata) if metadata else {}, deadline, oneway=oneway)
+
+    def _set_options(
+        self,
+        ctx: CallContext,
+        hash_key: str | bytes | int | None,
+        idempotent: bool | None,
+        options: Mapping[str, Any] | None,
+    ) -> None:
         if options:
+            unknown = sorted(set(options) - self.plugin_call_options)
+            if unknown:
+                declared = sorted(self.plugin_call_options) or "none"
+                raise TypeError(
+                    f"unknown per-call option(s) {unknown} for {ctx.method}; "
+                    f"the configured plugins declare: {declared}"
+                )
             ctx.options.update(options)
-        return ctx
+        if hash_key is not None:
+            ctx.options[HASH_KEY] = hash_key
+        if idempotent is not None:
+            ctx.options[IDEMPOTENT] = idempotent
 
     async def _invoke_direct(self, ctx: CallContext, request: Any) -> Any:
         """The end of the interceptor chain for a client of one address."""
@@ -134,7 +171,7 @@ class Client:
         # The common case, an open connection, costs no extra coroutine.
         conn = self._pool.get_open(self._direct)
         if conn is None:
-            conn = await _within_deadline(self._pool.connect(self._direct), ctx)
+            conn = await self._wait(self._pool.connect(self._direct), ctx)
         return await self._exchange(conn, ctx, flags, body)
 
     async def _invoke_resolved(self, ctx: CallContext, request: Any) -> Any:
@@ -145,33 +182,40 @@ class Client:
         service = self.config.target or ctx.service
         tried: list[str] = []
         last_error: Unavailable | None = None
-        while True:
-            try:
-                node = selector.pick(service, ctx, tried) or await _within_deadline(
-                    selector.select(service, ctx, tried), ctx
-                )
-            except NoNodesAvailable:
-                if last_error is None:
-                    raise
-                break  # nowhere else to try
-            try:
-                conn = self._pool.get_open(node.address)
-                if conn is None:
-                    conn = await _within_deadline(self._pool.connect(node.address), ctx)
-                    self._ejections.restore(node.address)
-                return await self._exchange(conn, ctx, flags, body)
-            except Unavailable as exc:
-                if isinstance(exc, ConnectionFailed):
-                    self._ejections.eject(node.address, exc)
-                if not self._retry.should_retry(exc, ctx, len(tried)):
-                    raise
-                last_error = exc
-                tried.append(node.address)
-                logger.info("%s failed on %s (%s); trying another node", ctx.method, node.address, exc)
-            finally:
-                selector.done(service, node, ctx)
-        assert last_error is not None
-        raise last_error  # the caller gets the real failure, not "no more nodes"
+        try:
+            while True:
+                try:
+                    node = selector.pick(service, ctx, tried)
+                    if node is None:
+                        node = await self._wait(selector.select(service, ctx, tried), ctx)
+                except NoNodesAvailable:
+                    if last_error is None:
+                        raise
+                    break  # nowhere else to try
+                try:
+                    conn = self._pool.get_open(node.address)
+                    if conn is None:
+                        conn = await self._wait(self._pool.connect(node.address), ctx)
+                        self._ejections.restore(node.address)
+                    return await self._exchange(conn, ctx, flags, body)
+                except Unavailable as exc:
+                    if isinstance(exc, ConnectionFailed):
+                        self._ejections.eject(node.address, str(exc))
+                    if not self._retry.should_retry(exc, ctx, len(tried)):
+                        raise
+                    last_error = exc
+                    tried.append(node.address)
+                    # The message, not the error: a kept log record must not keep its traceback.
+                    reason = str(exc)
+                    logger.info("%s failed on %s (%s); trying another node", ctx.method, node.address, reason)
+                finally:
+                    selector.done(service, node, ctx)
+            assert last_error is not None
+            raise last_error  # the caller gets the real failure, not "no more nodes"
+        finally:
+            # The error's traceback holds this frame: a local still holding the error would be a
+            # reference cycle keeping the request (and all else here) alive until a GC pass.
+            last_error = None
 
     async def _exchange(self, conn: ClientConnection, ctx: CallContext, flags: int, body: bytes) -> Any:
         """Send the request on `conn` and wait for its reply (or, for a one-way call, for the write)."""
@@ -191,7 +235,9 @@ class Client:
         while not conn.writable:
             # The server is not reading (backpressure): wait rather than pile requests up here. All
             # waiters wake together, so each checks again: the first few refill the buffer.
-            await _within_deadline(conn.drain(), ctx)
+            await self._wait(conn.drain(), ctx)
+            if self._closed:
+                raise Cancelled(CLOSED)
             if not conn.is_open:
                 raise ConnectionFailed(f"connection to {conn.address} lost before sending", unprocessed=True)
         rid, future = conn.request(head, body, flags=flags, codec=self._codec.id)
@@ -216,7 +262,9 @@ class Client:
         if metadata:
             ctx.response_metadata.update(metadata)
         if code:
-            raise error_from_status(code, message, type_name)
+            raise error_from_status(
+                code, message, type_name, unprocessed=bool(frame.flags & FLAG_UNPROCESSED)
+            )
         if frame.codec != self._codec.id:
             raise ProtocolError(f"server replied in codec {frame.codec}, not {self._codec.name!r}")
         return decode_body(
@@ -239,9 +287,21 @@ class Client:
             raise InvalidRequest(f"cannot encode request with codec {self._codec.name!r}: {exc}") from exc
 
     def _make_selector(self) -> Selector:
-        cfg = self.config
-        self._selector = Selector(make_resolver(cfg), make_balancer_factory(cfg.balancer), self._ejections)
+        assert self._resolver is not None, "resolved calls have a resolver"
+        balancers = make_balancer_factory(self.config.balancer)
+        self._selector = Selector(self._resolver, balancers, self._ejections)
         return self._selector
+
+    async def _wait(self, awaitable: Awaitable[T], ctx: CallContext) -> T:
+        """Wait for a lookup, a connection or room to write, within the call's deadline. A wait cut
+        short by close() fails the call saying so, not with a bare CancelledError."""
+        try:
+            return await _within_deadline(awaitable, ctx)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._closed and task is not None and task.cancelling() == 0:
+                raise Cancelled(CLOSED) from None
+            raise
 
     def known_nodes(self, service: str) -> list[Node]:
         """The nodes this client holds for `service` now, as its resolver last reported them."""
@@ -257,13 +317,13 @@ class Client:
         if self._closed:
             return
         self._closed = True
-        await self._pool.close()
+        await self._pool.close(CLOSED)
         if isinstance(self.config.tracer, str):
             await close_tracing(self.tracing)
         if self._selector is not None:
             await self._selector.close()
-            if isinstance(self.config.resolver, str):  # a resolver object passed in is its owner's to close
-                await self._selector.resolver.close()
+        if self._resolver is not None and isinstance(self.config.resolver, str):
+            await self._resolver.close()  # a resolver object passed in is its owner's to close
 
     async def __aenter__(self) -> Self:
         return self
@@ -279,7 +339,15 @@ def _expire(future: asyncio.Future[Frame], method: str, timeout: float) -> None:
         future.set_exception(DeadlineExceeded(f"{method}: no reply within {timeout:.3f}s"))
 
 
-async def _within_deadline(awaitable: Any, ctx: CallContext) -> Any:
+def declared_call_options(plugins: Iterable[object]) -> frozenset[str]:
+    """The per-call option names these plugins (or interceptors) declare in `call_options`."""
+    names: set[str] = set()
+    for plugin in plugins:
+        names.update(getattr(plugin, "call_options", ()))
+    return frozenset(names - {HASH_KEY, IDEMPOTENT})
+
+
+async def _within_deadline(awaitable: Awaitable[T], ctx: CallContext) -> T:
     remaining = ctx.time_remaining()
     if remaining is None:
         return await awaitable

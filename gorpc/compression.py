@@ -25,6 +25,9 @@ def decompress(data: bytes | memoryview, limit: int) -> bytes:
     except zlib.error as exc:
         raise ValueError(f"corrupt zlib stream: {exc}") from exc
     if len(out) > limit or inflater.unconsumed_tail:
+        # Freed before raising: the traceback keeps this frame, and with it any local, alive for
+        # as long as someone holds the exception.
+        del out, inflater
         raise MessageTooLarge(f"compressed message inflates past the {limit}-byte limit")
     if not inflater.eof:
         raise ValueError("truncated zlib stream")

@@ -1,6 +1,7 @@
 """Frozen, validated configuration for servers and clients.
 
-A TOML file and keyword arguments produce the same objects; keywords override the file:
+A TOML file and keyword arguments produce the same objects; keywords override the file, and
+keyword plugin options (`plugins={"consul": {...}}`) merge into the file's, option by option:
 
     [server]                      # ServerConfig fields
     address = "127.0.0.1:8000"
@@ -20,13 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 from gorpc import plugins
 from gorpc.address import parse_address
 from gorpc.compression import CHOICES as COMPRESSION_CHOICES
 from gorpc.exceptions import ConfigError
 from gorpc.failover import FAIL_MODES
+from gorpc.option_types import check_option, field_types
 
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 MAX_FRAME_LENGTH = 0xFFFFFFFF  # head + body length fields are uint32
@@ -72,13 +74,21 @@ class _CommonConfig:
 
     @classmethod
     def load(cls, source: ConfigSource | _CommonConfig = None, /, **overrides: Any) -> Self:
-        """Build from a TOML file, a parsed mapping or a config object, and keyword overrides."""
+        """Build from a TOML file, a parsed mapping or a config object, and keyword overrides.
+
+        Keywords override the source; `plugins=` merges into the source's plugin tables, per
+        plugin and per option. Every value is checked against its option's type.
+        """
         if isinstance(source, cls):
-            return dataclasses.replace(source, **{k: v for k, v in overrides.items() if v is not None})
-        data = _read(source)
-        section = dict(data.get(cls._section, {}))
-        section["plugins"] = {**data.get("plugins", {}), **section.get("plugins", {})}
-        section.update({k: v for k, v in overrides.items() if v is not None})
+            section = {f.name: getattr(source, f.name) for f in dataclasses.fields(source)}
+        else:
+            data = _read(source)
+            section = dict(data.get(cls._section, {}))
+            section["plugins"] = merge_plugins(data.get("plugins", {}), section.get("plugins", {}))
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "plugins" in given:
+            given["plugins"] = merge_plugins(section.get("plugins", {}), given["plugins"])
+        section.update(given)
         return from_table(cls, cls._section, section)
 
     _section = ""
@@ -93,7 +103,8 @@ class ServerConfig(_CommonConfig):
     advertise_address: str | None = None  # what the resolver registers, if not `address`
     grace: float = 5.0  # seconds in-flight calls get to finish on a graceful stop
     max_workers: int | None = None  # thread pool for plain `def` handlers (None: Python's default)
-    metadata: Mapping[str, str] = field(default_factory=dict)  # registered with each service
+    # Registered with each service; numbers are written as strings (weight = 3 -> "3").
+    metadata: Mapping[str, str | int | float] = field(default_factory=dict)
     # Per connection; further requests wait unread, which slows the client down (TCP backpressure).
     max_concurrent_calls: int = 256
     reflection: bool = True  # serve gorpc.Reflection, which `gorpc describe` asks what this server offers
@@ -163,16 +174,40 @@ class ClientConfig(_CommonConfig):
 def from_table(cls: type[T], table: str, options: Mapping[str, Any]) -> T:
     """The dataclass `cls` built from the config table `[table]` (for plugins' options too).
 
-    An unknown key raises ConfigError listing the known ones; so does a missing or mistyped one.
+    An unknown key raises ConfigError listing the known ones; a value not of its option's declared
+    type raises naming the option, the type and the value; so does a value `cls` refuses.
     """
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(options) - known)
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"[{table}] must be a table of options, got {type(options).__name__}")
+    declared = field_types(cast(type, cls))
+    unknown = sorted(set(options) - set(declared))
     if unknown:
-        raise ConfigError(f"unknown [{table}] option(s) {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"unknown [{table}] option(s) {unknown}; known: {sorted(declared)}")
+    for name, value in options.items():
+        check_option(table, name, value, declared[name])
     try:
         return cls(**options)
+    except ConfigError as exc:
+        message = str(exc)
+        if type(exc) is not ConfigError or message.startswith("["):  # says what it is about already
+            raise
+        raise ConfigError(f"[{table}] {message}") from exc
     except TypeError as exc:
         raise ConfigError(f"invalid [{table}] configuration: {exc}") from exc
+
+
+def merge_plugins(base: Any, extra: Any) -> Any:
+    """`extra`'s plugin tables merged into `base`'s, option by option (extra wins)."""
+    if not _is_table_of_tables(base) or not _is_table_of_tables(extra):
+        return extra  # not tables of options: from_table names the mistake
+    merged = {name: dict(options) for name, options in base.items()}
+    for name, options in extra.items():
+        merged.setdefault(name, {}).update(options)
+    return merged
+
+
+def _is_table_of_tables(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(isinstance(v, Mapping) for v in value.values())
 
 
 def _read(source: ConfigSource | _CommonConfig) -> Mapping[str, Any]:

@@ -25,9 +25,19 @@ from gorpc.exceptions import (
     RemoteError,
     RPCError,
     Unavailable,
+    is_unprocessed,
     wire_type_name,
 )
-from gorpc.frame import HEADER, MAGIC, VERSION, Frame, MessageType, OversizedFrame, encode_header
+from gorpc.frame import (
+    FLAG_UNPROCESSED,
+    HEADER,
+    MAGIC,
+    VERSION,
+    Frame,
+    MessageType,
+    OversizedFrame,
+    encode_header,
+)
 from gorpc.interceptors import build_chain
 from gorpc.payload import decode_body, encode_body
 from gorpc.protocol import GOAWAY, Connection
@@ -144,32 +154,47 @@ class Dispatcher:
                 conn.send(header, head, body)
         except asyncio.CancelledError:
             if not oneway:
-                conn.send_error(
-                    rid,
-                    Unavailable("server stopped before the call completed")
-                    if self.stopping
-                    else Cancelled(f"{path} was cancelled"),
-                )
+                conn.send_error(rid, self._cancelled(path))
             raise
         except Exception as exc:
-            error = _as_rpc_error(exc, path)
-            if isinstance(exc, ProtocolError) and ctx is None:
-                # A malformed head: the peer breaks the protocol. Say why, then stop talking to it.
-                logger.warning("closing connection with %s: protocol error: %s", conn.peer, exc.message)
-                if not oneway:
-                    conn.send_error(rid, error)
-                conn.close_gracefully()
-            elif oneway:
-                logger.warning("one-way call %s from %s failed: %s", path, conn.peer, error)
-            else:
-                # Metadata the call set before failing still goes back (request ids, retry hints).
-                conn.send_error(rid, error, ctx.response_metadata if ctx is not None else None)
+            # Handled in a method of its own: a local here holding the error would make a reference
+            # cycle (this frame -> error -> traceback -> this frame) that keeps everything the
+            # traceback reaches, an inflated request body included, until a cyclic GC pass.
+            self._fail(conn, rid, path, ctx, oneway, exc)
         finally:
             if not oneway:
                 conn.calls.pop(rid, None)
             conn.running -= 1
             if conn.reading_paused:
                 conn.release()
+
+    def _cancelled(self, path: str) -> RPCError:
+        if self.stopping:
+            return Unavailable("server stopped before the call completed")
+        return Cancelled(f"{path} was cancelled")
+
+    def _fail(
+        self,
+        conn: ServerConnection,
+        rid: int,
+        path: str,
+        ctx: CallContext | None,
+        oneway: bool,
+        exc: Exception,
+    ) -> None:
+        """Answer a call that failed with `exc` (a handler's own exception is logged)."""
+        error = _as_rpc_error(exc, path)
+        if isinstance(exc, ProtocolError) and ctx is None:
+            # A malformed head: the peer breaks the protocol. Say why, then stop talking to it.
+            logger.warning("closing connection with %s: protocol error: %s", conn.peer, exc.message)
+            if not oneway:
+                conn.send_error(rid, error)
+            conn.close_gracefully()
+        elif oneway:
+            logger.warning("one-way call %s from %s failed: %s", path, conn.peer, error)
+        else:
+            # Metadata the call set before failing still goes back (request ids, retry hints).
+            conn.send_error(rid, error, ctx.response_metadata if ctx is not None else None)
 
     async def _call_with_deadline(self, ctx: CallContext, request: Any, timeout: float) -> Any:
         # What asyncio.timeout() does, with one timer and no Python-level context manager, which
@@ -277,6 +302,8 @@ class ServerConnection(Connection):
                 self._dispatcher.dispatch(self, frame)
         elif msg_type == MessageType.CANCEL:
             self._cancel(frame.request_id)
+        elif msg_type in (MessageType.RESPONSE, MessageType.GOAWAY):
+            raise ProtocolError(f"client {self.peer} sent a message type ({msg_type}) only servers send")
         else:
             super().frame_received(frame)
 
@@ -327,7 +354,8 @@ class ServerConnection(Connection):
             head = pack_response_head(error.code, error.message, type_name, metadata)
         except InternalError:
             head = pack_response_head(error.code, error.message, type_name, None)
-        self.send(encode_header(MessageType.RESPONSE, request_id, len(head), 0), head)
+        flags = FLAG_UNPROCESSED if is_unprocessed(error) else 0
+        self.send(encode_header(MessageType.RESPONSE, request_id, len(head), 0, flags=flags), head)
 
     def close_gracefully(self) -> None:
         """Say which request was the last one taken (the client may retry any later one), then close."""

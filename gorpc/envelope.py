@@ -3,12 +3,16 @@
 Request head:  [method path, metadata or nil, timeout in seconds or nil]
 Response head: [status code, message or nil, error type name or nil, metadata or nil]
 
+Metadata is a map of str keys to str or bytes values, both ways. A timeout is a number of seconds:
+infinity means no deadline (as nil does); NaN, negative numbers and booleans are refused.
+
 The envelope is msgpack whatever the payload codec, so errors can always be reported, even to a
 caller whose codec the server does not know.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgpack
@@ -23,7 +27,11 @@ OK_HEAD = msgpack.packb([0, None, None, None])
 
 
 def pack_request_head(method: str, metadata: dict[str, Any] | None, timeout: float | None) -> bytes:
-    """Encode a request head; unencodable metadata raises InvalidRequest."""
+    """Encode a request head; metadata that is not str -> str | bytes raises InvalidRequest."""
+    if metadata:
+        problem = metadata_problem(metadata)
+        if problem is not None:
+            raise InvalidRequest(f"request metadata {problem}")
     try:
         return _packer.pack([method, metadata or None, timeout])
     except (TypeError, ValueError, OverflowError) as exc:
@@ -31,26 +39,58 @@ def pack_request_head(method: str, metadata: dict[str, Any] | None, timeout: flo
 
 
 def unpack_request_head(data: memoryview) -> tuple[str, dict[str, Any], float | None]:
-    """Decode and check a request head; raises ProtocolError."""
+    """Decode and check a request head.
+
+    A head that is not the documented shape raises ProtocolError (the peer breaks the protocol); a
+    well-formed head with a value this side refuses (metadata types, the timeout) raises InvalidRequest.
+    """
     try:
         method, metadata, timeout = _unpackb(data)
     except Exception as exc:
         raise ProtocolError(f"malformed request head: {exc}") from exc
     if not isinstance(method, str):
         raise ProtocolError(f"method path must be a string, got {type(method).__name__}")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise ProtocolError(f"metadata must be a map, got {type(metadata).__name__}")
-    if timeout is not None and not isinstance(timeout, (int, float)):
-        raise ProtocolError(f"timeout must be a number, got {type(timeout).__name__}")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise ProtocolError(f"metadata must be a map, got {type(metadata).__name__}")
+        problem = metadata_problem(metadata)
+        if problem is not None:
+            raise InvalidRequest(f"request metadata {problem}")
+    if timeout is not None:
+        timeout = check_timeout(timeout, InvalidRequest)
     return method, metadata or {}, timeout
+
+
+def check_timeout(timeout: object, error: type[Exception]) -> float | None:
+    """`timeout` as seconds, or None for infinity (no deadline); anything but a number >= 0 raises
+    `error`. Zero is a deadline that has already passed."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise error(f"timeout must be a number of seconds, got {type(timeout).__name__}")
+    if math.isnan(timeout) or timeout < 0:
+        raise error(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+    return None if math.isinf(timeout) else timeout
+
+
+def metadata_problem(metadata: dict[Any, Any]) -> str | None:
+    """What is wrong with `metadata` (keys must be str, values str or bytes), or None."""
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            return f"keys must be strings, got {type(key).__name__} {key!r}"
+        if not isinstance(value, (str, bytes)):
+            return f"value of {key!r} must be str or bytes, got {type(value).__name__}"
+    return None
 
 
 def pack_response_head(
     code: int, message: str | None, type_name: str | None, metadata: dict[str, Any] | None
 ) -> bytes:
-    """Encode a response head; unencodable metadata raises InternalError."""
+    """Encode a response head; metadata that is not str -> str | bytes raises InternalError."""
     if code == StatusCode.OK and message is None and type_name is None and not metadata:
         return OK_HEAD  # the common reply head, encoded once
+    if metadata:
+        problem = metadata_problem(metadata)
+        if problem is not None:
+            raise InternalError(f"response metadata {problem}")
     try:
         return _packer.pack([code, message, type_name, metadata or None])
     except (TypeError, ValueError, OverflowError) as exc:
@@ -63,6 +103,12 @@ def unpack_response_head(data: memoryview) -> tuple[int, str, str | None, dict[s
         code, message, type_name, metadata = _unpackb(data)
     except Exception as exc:
         raise ProtocolError(f"malformed response head: {exc}") from exc
-    if not isinstance(code, int):
+    if isinstance(code, bool) or not isinstance(code, int):
         raise ProtocolError(f"status code must be an integer, got {type(code).__name__}")
+    if message is not None and not isinstance(message, str):
+        raise ProtocolError(f"error message must be a string, got {type(message).__name__}")
+    if type_name is not None and not isinstance(type_name, str):
+        raise ProtocolError(f"error type must be a string, got {type(type_name).__name__}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ProtocolError(f"response metadata must be a map, got {type(metadata).__name__}")
     return code, message or "", type_name, metadata

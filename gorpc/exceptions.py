@@ -193,24 +193,23 @@ _BY_CODE: dict[int, type[RPCError]] = {
 }
 
 
-# The type name an UNAVAILABLE reply carries when the server refused the request without reading it.
-UNPROCESSED = "unprocessed"
-
-
 def wire_type_name(error: RPCError) -> str | None:
-    """What goes in a response head's type-name field for `error`."""
-    if isinstance(error, RemoteError):
-        return error.type_name
-    if isinstance(error, Unavailable) and error.unprocessed:
-        return UNPROCESSED
-    return None
+    """What goes in a response head's error-type field for `error`: a handler's exception type."""
+    return error.type_name if isinstance(error, RemoteError) else None
 
 
-def error_from_status(code: int, message: str, type_name: str | None) -> RPCError:
+def is_unprocessed(error: RPCError) -> bool:
+    """Whether a response carrying `error` is marked UNPROCESSED (frame flag bit 1)."""
+    return isinstance(error, Unavailable) and error.unprocessed
+
+
+def error_from_status(
+    code: int, message: str, type_name: str | None, *, unprocessed: bool = False
+) -> RPCError:
     """Rebuild the typed error a server sent. An unknown code becomes a RemoteError."""
     cls = _BY_CODE.get(code)
     if cls is None or cls is RemoteError:
         return RemoteError(message, type_name=type_name or f"status {code}")
     if cls is Unavailable:
-        return Unavailable(message, unprocessed=type_name == UNPROCESSED)
+        return Unavailable(message, unprocessed=unprocessed)
     return cls(message)

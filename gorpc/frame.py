@@ -26,7 +26,9 @@ _PARSE = struct.Struct("!3sBBBHIII")
 HEADER_SIZE = HEADER.size  # 20
 MAX_REQUEST_ID = 0xFFFFFFFF
 
-FLAG_COMPRESSED = 0x01
+FLAG_COMPRESSED = 0x01  # the body is zlib-compressed
+FLAG_UNPROCESSED = 0x02  # RESPONSE only: the request never reached a handler (safe to retry anywhere)
+# Bits 2-7 are reserved: sent as 0 and ignored on receipt (docs/protocol.md, "Frame").
 
 
 class MessageType(enum.IntEnum):
@@ -39,7 +41,6 @@ class MessageType(enum.IntEnum):
     PONG = 5
     GOAWAY = 6  # the sender is stopping: send no new calls on this connection
     CANCEL = 7  # the caller gave up on request `request_id`
-
 
 
 class Frame(NamedTuple):

@@ -26,7 +26,7 @@ class Ejections:
         self._failures: dict[str, int] = {}
         self.version = 0  # changes whenever the ejected set does, so filtered lists can be cached
 
-    def eject(self, address: str, reason: object) -> None:
+    def eject(self, address: str, reason: str) -> None:
         """Leave `address` out after a failed connection."""
         failures = self._failures[address] = self._failures.get(address, 0) + 1
         period = min(self._base * 2 ** (failures - 1), self._maximum)

@@ -20,7 +20,9 @@ def encode_body(
         body = compression.compress(body)
         flags = FLAG_COMPRESSED
     if len(body) > limit:
-        raise MessageTooLarge(f"{what} of {len(body)} bytes is over the {limit}-byte limit")
+        size = len(body)
+        del body  # the error's traceback keeps this frame: it must not keep the refused bytes
+        raise MessageTooLarge(f"{what} of {size} bytes is over the {limit}-byte limit")
     return flags, body
 
 
@@ -28,10 +30,14 @@ def decode_body(
     codec: Codec, flags: int, body: memoryview, *, limit: int, error: type[RPCError], what: str
 ) -> Any:
     """The payload in `body`; a body that does not decode raises `error` naming the codec."""
+    data: bytes | memoryview | None = None
     try:
-        data: bytes | memoryview = compression.decompress(body, limit) if flags & FLAG_COMPRESSED else body
+        data = compression.decompress(body, limit) if flags & FLAG_COMPRESSED else body
         return codec.decode(data)
     except MessageTooLarge:
         raise
     except Exception as exc:
-        raise error(f"cannot decode {what} with codec {codec.name!r}: {exc}") from exc
+        # The error's traceback keeps this frame, and its cause's the codec's: neither may keep
+        # the (inflated) input alive for as long as someone holds the error.
+        data = None
+        raise error(f"cannot decode {what} with codec {codec.name!r}: {exc}") from exc.with_traceback(None)

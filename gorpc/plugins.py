@@ -41,12 +41,24 @@ def check(group: str, name: str) -> None:
 
 
 def load(group: str, name: str) -> Any:
-    """The object the entry point `name` of `group` names (usually a class or factory)."""
+    """The object the entry point `name` of `group` names (usually a class or factory).
+
+    A plugin whose dependencies are missing raises ConfigError saying which extra installs them.
+    """
     check(group, name)
+    entry = _group(group)[name]
     try:
-        return _group(group)[name].load()
+        return entry.load()
     except ImportError as exc:
-        raise ConfigError(f"{group} plugin {name!r} is installed but cannot be imported: {exc}") from exc
+        raise ConfigError(f"{group} plugin {name!r} cannot be imported: {exc}{_install_hint(entry)}") from exc
+
+
+def _install_hint(entry: EntryPoint) -> str:
+    """How to install what the plugin needs: the extra its entry point declares."""
+    if not entry.extras:
+        return ""
+    dist = entry.dist.name if entry.dist is not None else "gorpc"
+    return f"; install its extra: pip install '{dist}[{','.join(entry.extras)}]'"
 
 
 def make_codec(value: Any) -> Codec:

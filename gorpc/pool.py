@@ -37,7 +37,12 @@ class ConnectionPool:
             task = asyncio.get_running_loop().create_task(self._open_connection(address))
             self._connecting[address] = task
             task.add_done_callback(lambda t: self._connect_done(address, t))
-        return await asyncio.shield(task)  # one caller's timeout must not cancel the others' connect
+        try:
+            return await asyncio.shield(task)  # one caller's timeout must not cancel the others' connect
+        finally:
+            # A failed attempt holds its error, whose traceback holds this frame: without this,
+            # frame -> task -> error -> frame is a cycle keeping the caller's request alive.
+            del task
 
     def _connect_done(self, address: str, task: asyncio.Task[ClientConnection]) -> None:
         self._connecting.pop(address, None)
@@ -75,11 +80,13 @@ class ConnectionPool:
         if self._open.get(conn.address) is conn:
             del self._open[conn.address]
 
-    async def close(self) -> None:
-        """Close every connection, open or draining, and wait until each is closed."""
+    async def close(self, reason: str) -> None:
+        """Close every connection, open or draining, and wait until each is closed. Calls still in
+        flight fail with Cancelled(`reason`)."""
         for task in list(self._connecting.values()):
             task.cancel()
         conns = list(self._all)
         for conn in conns:
+            conn.fail_pending(reason)
             conn.close()
         await asyncio.gather(*(conn.closed for conn in conns))

@@ -24,18 +24,23 @@ class Reflection(Service):
         self._table = table
 
     async def ListServices(self, req: None) -> list[str]:
-        """The names of the services this server hosts (this one left out)."""
-        return [name for name in sorted(self._table.services) if name != NAME]
+        """The names of the services this server hosts (this one left out). Takes nil."""
+        _expect(req, (type(None),), "ListServices takes nil")
+        return self._hosted()
 
     async def Describe(self, service: str | None) -> list[dict[str, Any]]:
         """Each hosted service, or only the one named, with its methods: name, path, signature,
         docstring, and whether it runs on the event loop or in a thread."""
-        hosted = await self.ListServices(None)
+        _expect(service, (str, type(None)), "Describe takes a service name (a string) or nil")
+        hosted = self._hosted()
         if service is None:
             return [self._describe(name) for name in hosted]
         if service not in self._table.services:
             raise InvalidRequest(f"this server hosts no service {service!r}; it hosts {hosted}")
         return [self._describe(service)]
+
+    def _hosted(self) -> list[str]:
+        return [name for name in sorted(self._table.services) if name != NAME]
 
     def _describe(self, name: str) -> dict[str, Any]:
         cls = type(self._table.services[name])
@@ -47,6 +52,12 @@ class Reflection(Service):
             "doc": inspect.cleandoc(cls.__doc__) if cls.__doc__ else "",
             "methods": [_method(m) for m in methods],
         }
+
+
+def _expect(value: object, types: tuple[type, ...], what: str) -> None:
+    """Built-in services check what any client may send them: a wrong type is the caller's error."""
+    if not isinstance(value, types):
+        raise InvalidRequest(f"{what}, got {type(value).__name__}")
 
 
 def _method(method: Method) -> dict[str, Any]:

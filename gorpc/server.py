@@ -50,11 +50,12 @@ class Server:
         self._interceptors = list(interceptors)
         self._ssl = ssl if ssl is not None else self.config.ssl_context()
         self._table = MethodTable()
+        # Plugins are made now, so a mistake in their [plugins.<name>] options is found here.
         self.tracing = make_tracing(self.config)
+        self._resolver: ResolverPlugin = make_resolver(self.config)
         self._listener: asyncio.Server | None = None
         self._dispatcher: Dispatcher | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._resolver: ResolverPlugin | None = None
         self._registered: list[ServiceInstance] = []
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -143,10 +144,9 @@ class Server:
         return str(TcpAddress(address.host or host, port))
 
     async def _register(self) -> None:
-        self._resolver = make_resolver(self.config)
         advertised = self.config.advertise_address or self.address
         for name in self.services:
-            instance = ServiceInstance(name, advertised, dict(self.config.metadata))
+            instance = ServiceInstance(name, advertised, {k: str(v) for k, v in self.config.metadata.items()})
             try:
                 await self._resolver.register(instance)
             except RPCError:
@@ -183,16 +183,15 @@ class Server:
 
     async def _close_plugins(self) -> None:
         # A resolver or tracing object passed in may be shared with others: its owner closes it.
-        if self._resolver is not None and isinstance(self.config.resolver, str):
+        if isinstance(self.config.resolver, str):
             await self._resolver.close()
         if isinstance(self.config.tracer, str):
             await close_tracing(self.tracing)
 
     async def _deregister(self) -> None:
-        assert self._resolver is not None or not self._registered
         for instance in self._registered:
             try:
-                await self._resolver.deregister(instance)  # type: ignore[union-attr]
+                await self._resolver.deregister(instance)
             except Exception:
                 logger.exception("could not deregister %s at %s", instance.service, instance.address)
         self._registered.clear()

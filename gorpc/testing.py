@@ -72,9 +72,17 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def server_process(
-    argv: Sequence[str], *, timeout: float = 30.0, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    *,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+    stop_timeout: float = 10.0,
 ) -> Iterator[ServerProcess]:
-    """Run `python argv...` and wait until it logs that it is serving. Stops it (SIGTERM) on exit."""
+    """Run `python argv...` and wait until it logs that it is serving.
+
+    On exit it stops the server gracefully (SIGTERM, so it deregisters and drains) and waits for it;
+    only a server still running `stop_timeout` seconds later is killed.
+    """
     process = subprocess.Popen(
         [sys.executable, *argv],
         stdout=subprocess.PIPE,
@@ -93,7 +101,11 @@ def server_process(
         yield server
     finally:
         if process.poll() is None:
-            process.kill()
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
         process.wait()
         reader.join(timeout)
         process.stdout.close()

@@ -228,3 +228,31 @@ async def test_blocking_client_is_safe_to_share_between_threads(pair):
 
         results = await asyncio.gather(*(asyncio.to_thread(worker, n) for n in range(4)))
     assert results == [[[n, i] for i in range(50)] for n in range(4)]
+
+
+async def test_a_misspelt_call_option_is_a_type_error_naming_it(pair):
+    server, client = pair
+    with pytest.raises(TypeError, match="timout"):
+        await client.call("/helloworld.Greeter/Echo", 1, timout=5)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="metdata"):
+        await client.notify("/helloworld.Greeter/Record", 1, metdata={})  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"unknown per-call option\(s\) \['priority'\]"):
+        await client.call("/helloworld.Greeter/Echo", 1, options={"priority": 1})
+    with BlockingClient(server.address) as blocking, pytest.raises(TypeError, match="idempotnet"):
+        await asyncio.to_thread(
+            lambda: blocking.call("/helloworld.Greeter/Echo", 1, idempotnet=True)  # type: ignore[call-arg]
+        )
+
+
+async def test_per_call_options_a_plugin_declares_reach_it(greeter):
+    seen = []
+
+    async def by_priority(ctx, request, next):
+        seen.append(ctx.options.get("priority"))
+        return await next(ctx, request)
+
+    by_priority.call_options = frozenset({"priority"})
+    async with loopback(greeter, interceptors=[by_priority]) as (_, client):
+        assert "priority" in client.plugin_call_options
+        assert await client.call("/helloworld.Greeter/Echo", 1, options={"priority": 7}, hash_key="k") == 1
+    assert seen == [7]

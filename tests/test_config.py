@@ -116,3 +116,136 @@ def test_plugin_objects_are_passed_through(tmp_path):
     client = Client("127.0.0.1:1", codec=JsonCodec(), tracer=tracing)
     assert server.tracing is tracing and client.tracing is tracing
     assert client._codec.name == "json"
+
+
+def test_keyword_plugin_options_merge_into_the_files_per_option(tmp_path):
+    path = tmp_path / "gorpc.toml"
+    path.write_text(
+        '[plugins.opentelemetry]\nendpoint = "http://file:4318/v1/traces"\nservice_name = "checkout"\n'
+        "sampler_ratio = 0.5\n"
+        '[plugins.static]\nservices = { "a.B" = ["127.0.0.1:9000"] }\n'
+    )
+    config = ClientConfig.load(path, plugins={"opentelemetry": {"endpoint": "http://kw:4318/v1/traces"}})
+    assert dict(config.plugin_options("opentelemetry")) == {
+        "endpoint": "http://kw:4318/v1/traces",  # the keyword wins ...
+        "service_name": "checkout",  # ... and the file's other options and tables stay
+        "sampler_ratio": 0.5,
+    }
+    assert config.plugin_options("static")["services"] == {"a.B": ["127.0.0.1:9000"]}
+    again = ClientConfig.load(config, plugins={"static": {"services": {}}})  # from a config object too
+    assert again.plugin_options("opentelemetry")["service_name"] == "checkout"
+    assert again.plugin_options("static")["services"] == {}
+
+
+@pytest.mark.parametrize(
+    ("role", "options", "message"),
+    [
+        (ClientConfig, {"tls": "false"}, r"\[client\] tls must be a boolean, got 'false' \(str\)"),
+        (ClientConfig, {"uvloop": "false"}, r"\[client\] uvloop must be a boolean, got 'false'"),
+        (ClientConfig, {"retries": "2"}, r"\[client\] retries must be an integer, got '2' \(str\)"),
+        (ClientConfig, {"retries": True}, r"retries must be an integer, got True \(bool\)"),
+        (ClientConfig, {"timeout": "1"}, r"\[client\] timeout must be a number or none, got '1'"),
+        (ClientConfig, {"idempotent": [1]}, r"idempotent must be a list of a string, got \[1\]"),
+        (ServerConfig, {"max_workers": 2.5}, r"\[server\] max_workers must be an integer or none, got 2.5"),
+        (ServerConfig, {"grace": "5"}, r"\[server\] grace must be a number, got '5'"),
+        (ServerConfig, {"metadata": {"w": [1]}}, r"\[server\] metadata must be a table of a string to"),
+        (
+            ServerConfig,
+            {"plugins": {"static": 1}},
+            r"\[server\] plugins must be a table of a string to a table",
+        ),
+    ],
+)
+def test_option_values_are_checked_against_their_types(role, options, message):
+    with pytest.raises(ConfigError, match=message):
+        role.load(None, **options)
+
+
+def test_option_types_are_checked_in_toml_files_too(tmp_path):
+    path = tmp_path / "gorpc.toml"
+    path.write_text('[client]\ntls = "false"\n')
+    with pytest.raises(ConfigError, match=r"\[client\] tls must be a boolean, got 'false'"):
+        ClientConfig.load(path)
+
+
+def test_an_int_is_a_float_but_not_the_other_way_round():
+    assert ServerConfig.load(None, grace=2).grace == 2
+    with pytest.raises(ConfigError, match="max_concurrent_calls must be an integer"):
+        ServerConfig.load(None, max_concurrent_calls=2.0)
+
+
+def test_plugin_options_are_checked_when_the_client_or_server_is_made():
+    from gorpc import Client, Server
+
+    with pytest.raises(ConfigError, match=r"\[plugins.consul\] session_ttl must be a number, got '10s'"):
+        Client("some.Service", resolver="consul", plugins={"consul": {"session_ttl": "10s"}})
+    with pytest.raises(ConfigError, match=r"unknown \[plugins.consul\] option\(s\) \['adress'\]"):
+        Server(resolver="consul", plugins={"consul": {"adress": "127.0.0.1:8500"}})
+    with pytest.raises(ConfigError, match=r"\[plugins.opentelemetry\] sampler_ratio must be 0..1"):
+        Client("127.0.0.1:1", tracer="opentelemetry", plugins={"opentelemetry": {"sampler_ratio": 2}})
+
+
+def test_a_consul_dns_mistake_names_its_own_table():
+    from gorpc import Client
+
+    with pytest.raises(ConfigError, match=r"unknown \[plugins.consul_dns\] option\(s\) \['dns_adress'\]"):
+        Client("a.B", resolver="consul_dns", plugins={"consul_dns": {"dns_adress": "127.0.0.1:8600"}})
+    with pytest.raises(ConfigError, match=r"\[plugins.consul_dns\] dns_address must be host:port"):
+        Client("a.B", resolver="consul_dns", plugins={"consul_dns": {"dns_address": "unix:/x"}})
+
+
+def test_a_plugin_whose_extra_is_missing_says_which_extra_to_install():
+    import subprocess
+    import sys
+
+    program = (
+        "import sys; sys.modules['aiohttp'] = None\n"  # as if the consul extra were not installed
+        "from gorpc import Client, ConfigError\n"
+        "try:\n    Client('a.B', resolver='consul')\nexcept ConfigError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True).stdout
+    assert "gorpc.resolvers plugin 'consul' cannot be imported" in out
+    assert "pip install 'gorpc[consul]'" in out
+
+
+def test_consul_environment_variables_are_defaults_and_configuration_wins(monkeypatch, tmp_path):
+    import trustme
+
+    from gorpc_consul.resolver import ConsulResolver
+
+    ca_file = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("CONSUL_HTTP_ADDR", "https://10.0.0.5:8501")
+    monkeypatch.setenv("CONSUL_HTTP_TOKEN", "env-token")
+    monkeypatch.setenv("CONSUL_CACERT", str(ca_file))
+    options = ConsulResolver().options
+    assert (options.address, options.scheme, options.token, options.tls_ca) == (
+        "10.0.0.5:8501",
+        "https",
+        "env-token",
+        str(ca_file),
+    )
+    monkeypatch.setenv("CONSUL_CACERT", str(tmp_path / "missing.pem"))
+    with pytest.raises(ConfigError, match=r"missing\.pem' cannot be used"):
+        ConsulResolver()
+    monkeypatch.delenv("CONSUL_CACERT")
+    explicit = ConsulResolver({"address": "127.0.0.1:8500", "scheme": "http", "token": "mine"}).options
+    assert (explicit.address, explicit.scheme, explicit.token) == ("127.0.0.1:8500", "http", "mine")
+    monkeypatch.setenv("CONSUL_HTTP_ADDR", "127.0.0.1:8500")
+    monkeypatch.setenv("CONSUL_HTTP_SSL", "true")
+    assert ConsulResolver().options.scheme == "https"
+    monkeypatch.setenv("CONSUL_HTTP_SSL", "maybe")
+    with pytest.raises(ConfigError, match="CONSUL_HTTP_SSL='maybe' is not true or false"):
+        ConsulResolver()
+
+
+def test_otel_endpoint_environment_variables_are_defaults(monkeypatch):
+    from gorpc_tracing.opentelemetry import OpenTelemetryTracing
+
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")
+    assert OpenTelemetryTracing().options.endpoint == "http://collector:4318/v1/traces"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4318/custom")
+    assert OpenTelemetryTracing().options.endpoint == "http://traces:4318/custom"
+    given = OpenTelemetryTracing({"endpoint": "http://mine:4318/v1/traces"})
+    assert given.options.endpoint == "http://mine:4318/v1/traces"

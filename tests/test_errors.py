@@ -83,10 +83,14 @@ async def test_unencodable_request_and_reply(client):
         await client.call("/helloworld.Greeter/Unencodable", None)
 
 
-async def test_unencodable_metadata_is_a_typed_error_on_either_side(client, caplog):
-    with pytest.raises(InvalidRequest, match="request metadata cannot be encoded"):
+async def test_metadata_of_the_wrong_type_is_a_typed_error_on_either_side(client, caplog):
+    with pytest.raises(
+        InvalidRequest, match="request metadata value of 'when' must be str or bytes, got object"
+    ):
         await client.call("/helloworld.Greeter/Echo", 1, metadata={"when": object()})
-    with pytest.raises(InternalError, match="response metadata cannot be encoded"):
+    with pytest.raises(InvalidRequest, match="request metadata value of 'n' must be str or bytes, got int"):
+        await client.call("/helloworld.Greeter/Echo", 1, metadata={"n": 1})
+    with pytest.raises(InternalError, match="response metadata value of 'when' must be str or bytes"):
         await client.call("/helloworld.Greeter/BadMetadata", 1)
     assert "Traceback" not in caplog.text  # not the handler's fault: nothing logged as a handler error
 

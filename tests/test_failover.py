@@ -10,7 +10,7 @@ from gorpc.balancers import LeastLoadedBalancer
 from gorpc.codecs import MsgpackCodec
 from gorpc.context import CallContext
 from gorpc.envelope import pack_request_head
-from gorpc.exceptions import UNPROCESSED, StatusCode, error_from_status, wire_type_name
+from gorpc.exceptions import StatusCode, error_from_status, is_unprocessed, wire_type_name
 from gorpc.failover import RetryPolicy
 from gorpc.frame import FrameDecoder, MessageType, encode_header
 from gorpc.health import Ejections
@@ -133,15 +133,17 @@ async def test_idempotent_methods_and_services_from_the_config():
     assert not RetryPolicy("failfast", 2, []).should_retry(refused, CallContext("/a.B/C"), 0)
 
 
-def test_a_refused_request_is_marked_unprocessed_on_the_wire():
+def test_the_unprocessed_mark_is_its_own_flag_not_the_error_type():
     refused = Unavailable("server is stopping", unprocessed=True)
-    assert wire_type_name(refused) == UNPROCESSED
-    echoed = error_from_status(StatusCode.UNAVAILABLE, refused.message, wire_type_name(refused))
+    assert is_unprocessed(refused) and wire_type_name(refused) is None
+    echoed = error_from_status(StatusCode.UNAVAILABLE, refused.message, None, unprocessed=True)
     assert isinstance(echoed, Unavailable) and echoed.unprocessed
     handler_raised = error_from_status(
         StatusCode.UNAVAILABLE, "db down", wire_type_name(Unavailable("db down"))
     )
-    assert not handler_raised.unprocessed
+    assert not is_unprocessed(Unavailable("db down")) and not handler_raised.unprocessed
+    # A handler's exception named "unprocessed" does not make a call retryable.
+    assert not error_from_status(StatusCode.UNAVAILABLE, "x", "unprocessed").unprocessed
 
 
 @pytest.mark.asyncio
@@ -256,3 +258,39 @@ async def test_requests_past_the_last_taken_one_fail_as_unprocessed(started_serv
     assert not futures[taken].exception().unprocessed
     assert futures[unread].exception().unprocessed
     assert "before the server read the request" in str(futures[unread].exception())
+
+
+class Payload:
+    """A request object a test can watch for being freed (plain payloads take no weak references)."""
+
+
+class OpaqueCodec(MsgpackCodec):
+    """Encodes any request as nil: what matters is that the client held the request object."""
+
+    def encode(self, obj):
+        return super().encode(None)
+
+
+@pytest.mark.asyncio
+async def test_a_call_that_failed_over_everywhere_frees_its_request_without_a_gc_pass():
+    import gc
+    import weakref
+
+    from gorpc.resolvers import StaticResolver
+
+    dead = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    resolver = StaticResolver({"services": {SERVICE: dead}})
+    async with Client(SERVICE, resolver=resolver, codec=OpaqueCodec()) as client:
+        gc.disable()
+        try:
+            payload = Payload()
+            watch = weakref.ref(payload)
+            with pytest.raises(ConnectionFailed):
+                await client.call(f"/{SERVICE}/Which", payload)
+            del payload
+            for _ in range(2):  # the loop's callbacks scheduled by the failure run and let go
+                await asyncio.sleep(0)
+            # No reference cycle through the failed call's frames keeps the request alive.
+            assert watch() is None
+        finally:
+            gc.enable()

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gorpc import Client, Server, Service, Unavailable
+from gorpc import Cancelled, Client, Server, Service, Unavailable
 from gorpc.resolvers import StaticResolver
 from gorpc.runtime import loop_factory, uvloop_available
-from gorpc.testing import loopback, server_process
+from gorpc.testing import eventually, loopback, server_process
 
 from .conftest import Greeter
 
@@ -98,6 +98,50 @@ async def test_client_close_closes_its_connections(pair):
     assert conn.closed.done()
     with pytest.raises(RuntimeError, match="closed"):
         await client.call("/helloworld.Greeter/Echo", 1)
+
+
+@pytest.mark.asyncio
+async def test_closing_a_client_fails_its_calls_in_flight_saying_it_was_closed(pair, greeter):
+    server, _ = pair
+    client = Client(server.address)
+    calls = [asyncio.ensure_future(client.call("/helloworld.Greeter/Sleep", 30)) for _ in range(3)]
+    await greeter.started.wait()
+    await client.close()
+    for outcome in await asyncio.gather(*calls, return_exceptions=True):
+        assert isinstance(outcome, Cancelled)
+        assert "client was closed while the call was in flight" in outcome.message
+    await eventually(lambda: greeter.cancellations == 3)  # the server stopped the work too
+
+
+class StuckResolver(StaticResolver):
+    """A registry that never answers a lookup; says when one has begun."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = asyncio.Event()
+
+    async def resolve(self, service):
+        self.asked.set()
+        await asyncio.Event().wait()
+
+
+@pytest.mark.asyncio
+async def test_closing_a_client_fails_calls_still_finding_a_server_saying_so():
+    resolver = StuckResolver()
+    client = Client("helloworld.Greeter", resolver=resolver)
+    call = asyncio.ensure_future(client.call("/helloworld.Greeter/Echo", 1))
+    await resolver.asked.wait()
+    await client.close()
+    with pytest.raises(Cancelled, match="client was closed"):
+        await call
+
+
+def test_server_process_stops_its_server_gracefully_on_exit():
+    with server_process([HELLO_SERVER, "--address", "127.0.0.1:0"]) as server:
+        assert _call_blocking(server.address) == {"msg": "hello world"}
+    # SIGTERM: the server drained, deregistered and exited on its own (SIGKILL would be -9).
+    assert server.process.returncode == 0
+    assert any("stopped serving" in line for line in server.output)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

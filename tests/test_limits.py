@@ -1,13 +1,14 @@
 """Limits: what a client can make a server hold is bounded, whatever the client does."""
 
 import asyncio
+from pathlib import Path
 
 import msgpack
 import pytest
 
-from gorpc import Client, Server, Service, StatusCode
+from gorpc import Client, MessageTooLarge, Server, Service, StatusCode
 from gorpc.frame import HEADER, FrameDecoder, MessageType, encode_header
-from gorpc.testing import eventually, loopback
+from gorpc.testing import eventually, loopback, server_process
 
 from .conftest import Greeter
 
@@ -142,3 +143,39 @@ async def test_a_client_that_never_reads_cannot_grow_server_memory_without_bound
 async def _one_connection(server):
     await eventually(lambda: len(server.connections) == 1)
     return only(server.connections)
+
+
+SOAK_SERVER = Path(__file__).with_name("soak_server.py")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process `pid` (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+@pytest.mark.slow
+async def test_refused_compression_bombs_free_their_buffers_at_once():
+    bombs = 128
+    # Each request is about 5 KiB on the wire and inflates to 5 MiB, past the server's 4 MiB limit.
+    with server_process([str(SOAK_SERVER)]) as server:
+        async with (
+            Client(server.address, compression="zlib", compression_threshold=0) as attacker,
+            Client(server.address) as bystander,
+        ):
+            hello = {"msg": "hi"}
+            assert await bystander.call("/test.Soak/SayHello", hello) == {"msg": "hi world"}
+            before = rss_bytes(server.process.pid)
+            bomb = b"\0" * (5 * MiB)
+            attacks = [attacker.call("/test.Soak/SayHello", bomb) for _ in range(bombs)]
+            served = [bystander.call("/test.Soak/SayHello", hello) for _ in range(bombs)]
+            outcomes = await asyncio.gather(*attacks, *served, return_exceptions=True)
+            after = rss_bytes(server.process.pid)
+        refused, replies = outcomes[:bombs], outcomes[bombs:]
+        assert all(isinstance(e, MessageTooLarge) and "inflates past" in e.message for e in refused)
+        assert replies == [{"msg": "hi world"}] * bombs  # everyone else was served meanwhile
+    growth = after - before
+    print(f"{bombs} concurrent compression bombs: server RSS {before / MiB:.0f} -> {after / MiB:.0f} MiB")
+    assert growth < 30 * MiB

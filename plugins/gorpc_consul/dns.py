@@ -27,6 +27,8 @@ from gorpc_consul.resolver import ConsulResolver
 class ConsulDnsResolver(ConsulResolver):
     """Registers like `consul`; resolves over DNS, so only instances passing their checks are used."""
 
+    table = "plugins.consul_dns"
+
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
         server = tcp_option(self.options.dns_address, "dns_address")

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from gorpc.exceptions import ConfigError
 from gorpc_consul.errors import ConsulError, ConsulPermissionDenied
 from gorpc_consul.options import ConsulOptions
 
@@ -44,7 +45,10 @@ class ConsulHTTP:
         self._headers = {TOKEN_HEADER: options.token} if options.token else {}
         self._ssl: ssl.SSLContext | bool = True
         if options.scheme == "https":
-            self._ssl = ssl.create_default_context(cafile=options.tls_ca)
+            try:
+                self._ssl = ssl.create_default_context(cafile=options.tls_ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"consul tls_ca {options.tls_ca!r} cannot be used: {exc}") from exc
         self._sessions: dict[str, aiohttp.ClientSession] = {}
 
     def _session(self, purpose: str) -> aiohttp.ClientSession:
@@ -108,7 +112,8 @@ class ConsulHTTP:
         if status == 403:
             raise ConsulPermissionDenied(
                 f"consul at {self.options.address} refused {method} {path}: permission denied "
-                f"({text.strip()}); is [plugins.consul] token set and allowed to do this?"
+                f"({text.strip()}); is the token (option `token` or CONSUL_HTTP_TOKEN) set and "
+                "allowed to do this?"
             )
         if status >= 400 and status not in allow:
             raise ConsulError(

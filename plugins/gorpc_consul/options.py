@@ -1,7 +1,13 @@
-"""The `[plugins.consul]` options, validated once. `[plugins.consul_dns]` takes the same ones."""
+"""The `[plugins.consul]` options, validated once. `[plugins.consul_dns]` takes the same ones.
+
+Consul's own environment variables give the defaults, as in Consul's CLI and client libraries:
+`CONSUL_HTTP_ADDR` (`host:port`, or `http://` / `https://host:port`), `CONSUL_HTTP_TOKEN`,
+`CONSUL_HTTP_SSL` (true: https) and `CONSUL_CACERT`. An option set in the configuration wins.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
@@ -53,9 +59,10 @@ class ConsulOptions:
         _require(self.register_retry >= 0, "register_retry must be >= 0")
 
     @classmethod
-    def from_mapping(cls, options: Mapping[str, Any]) -> Self:
-        """From a `[plugins.consul]` table; an unknown option raises, listing the known ones."""
-        return from_table(cls, "plugins.consul", options)
+    def from_mapping(cls, options: Mapping[str, Any], table: str = "plugins.consul") -> Self:
+        """From a `[plugins.<name>]` table over the environment's defaults; an unknown or mistyped
+        option raises, naming `table`."""
+        return from_table(cls, table, {**environment_defaults(os.environ, table), **options})
 
     @property
     def base_url(self) -> str:
@@ -63,17 +70,45 @@ class ConsulOptions:
         return f"{self.scheme}://{self.address}/v1"
 
 
+TRUE_WORDS = ("1", "t", "true")  # what Consul's CLI takes as true (Go's strconv.ParseBool)
+FALSE_WORDS = ("0", "f", "false")
+
+
+def environment_defaults(environ: Mapping[str, str], table: str) -> dict[str, Any]:
+    """The options Consul's standard environment variables set."""
+    defaults: dict[str, Any] = {}
+    address = environ.get("CONSUL_HTTP_ADDR", "").strip()
+    if address:
+        scheme, sep, rest = address.partition("://")
+        if sep:
+            if scheme not in ("http", "https"):
+                raise ConfigError(f"[{table}] CONSUL_HTTP_ADDR={address!r}: the scheme must be http or https")
+            defaults["scheme"], address = scheme, rest.rstrip("/")
+        defaults["address"] = address
+    ssl = environ.get("CONSUL_HTTP_SSL", "").strip().lower()
+    if ssl:
+        if ssl not in TRUE_WORDS + FALSE_WORDS:
+            raise ConfigError(f"[{table}] CONSUL_HTTP_SSL={ssl!r} is not true or false")
+        if ssl in TRUE_WORDS:
+            defaults["scheme"] = "https"
+    for variable, option in (("CONSUL_HTTP_TOKEN", "token"), ("CONSUL_CACERT", "tls_ca")):
+        value = environ.get(variable, "").strip()
+        if value:
+            defaults[option] = value
+    return defaults
+
+
 def tcp_option(value: str, name: str) -> TcpAddress:
     """An option that must be host:port, parsed."""
     try:
         address = parse_address(value)
     except ConfigError as exc:
-        raise ConfigError(f"[plugins.consul] {name}: {exc}") from exc
+        raise ConfigError(f"{name}: {exc}") from exc
     if not isinstance(address, TcpAddress):
-        raise ConfigError(f"[plugins.consul] {name} must be host:port, not {value!r}")
+        raise ConfigError(f"{name} must be host:port, not {value!r}")
     return address
 
 
 def _require(condition: bool, message: str) -> None:
     if not condition:
-        raise ConfigError(f"[plugins.consul] {message}")
+        raise ConfigError(message)

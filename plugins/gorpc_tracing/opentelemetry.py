@@ -4,13 +4,15 @@ Current Jaeger, Tempo and OpenTelemetry collectors take OTLP. Trace context goes
 W3C `traceparent` entry in the call's metadata.
 
     [plugins.opentelemetry]
-    endpoint = "http://127.0.0.1:4318/v1/traces"
+    endpoint = "http://127.0.0.1:4318/v1/traces"   # default: from OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+                                                   # or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces
     service_name = "checkout"      # default: the server's first service, or the client's target
     sampler_ratio = 1.0
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,11 +46,24 @@ class OpenTelemetryOptions:
             raise ConfigError("[plugins.opentelemetry] endpoint must be an http(s) URL")
 
 
+def environment_defaults(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The endpoint OpenTelemetry's standard variables name: the traces endpoint as it is, or the
+    base endpoint with the traces path added (as OpenTelemetry's exporters read them)."""
+    traces = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if traces:
+        return {"endpoint": traces}
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if base:
+        return {"endpoint": base.rstrip("/") + "/v1/traces"}
+    return {}
+
+
 class OpenTelemetryTracing:
     """One TracerProvider per service name, each exporting in batches from a background thread."""
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        self.options = from_table(OpenTelemetryOptions, "plugins.opentelemetry", options or {})
+        given = {**environment_defaults(os.environ), **(options or {})}
+        self.options = from_table(OpenTelemetryOptions, "plugins.opentelemetry", given)
         self._providers: dict[str, TracerProvider] = {}
 
     def tracer(self, service_name: str) -> opentracing.Tracer:
