@@ -324,3 +324,83 @@ async def test_a_server_registers_again_when_consul_comes_back_empty(prefix):
             print(f"registered again {took:.1f}s after the agent came back")
         finally:
             await server.stop()
+
+
+def leader_of(servers, local):
+    """The server agent that `local` sees as leader now, and its address."""
+    address = local.leader()
+    [leader] = [s for s in servers if address.endswith(f":{s.ports['server']}")]
+    return leader, address
+
+
+async def election(servers, local):
+    """Kill -9 the leader; return it once `local` sees another, and how long that took."""
+    leader, address = leader_of(servers, local)
+    killed_at = time.monotonic()
+    leader.kill()
+    await eventually(lambda: local.leader() not in ("", address), timeout=30, interval=0.05)
+    return leader, time.monotonic() - killed_at
+
+
+@consul
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_discovery_through_a_client_agent_lags_a_leader_election_by_under_a_second(prefix):
+    with cluster(3, clients=1) as members:
+        *servers, local = members  # services and clients use the client agent, as on a real host
+        first = await start_where("first", local.http_address, prefix=prefix)
+        second = None
+        try:
+            async with client_for(local, prefix) as client:
+                assert await client.call(CALL) == "first"
+                # One election: the agent answers 500s for seconds and the watch's polls fail.
+                dead, took_first = await election(servers, local)
+                dead.start()  # back as a follower: the cluster can lose another leader
+                await asyncio.to_thread(dead.wait_for_leader)
+                # A second one, with no change of the service in between.
+                _, took_second = await election(servers, local)
+                second = await start_where("second", local.http_address, prefix=prefix, register_retry=30)
+                registered = time.monotonic()
+
+                async def second_is_found():
+                    return await client.call(CALL) == "second"
+
+                await eventually(second_is_found, timeout=30, interval=0.01)
+                found = time.monotonic() - registered
+                print(
+                    f"\nelections of {took_first:.1f}s and {took_second:.1f}s; a server registered right "
+                    f"after the second was routable {found:.2f}s after its registration"
+                )
+                assert found < 1.0
+        finally:
+            await stop_all(first, second)
+
+
+def test_watch_pauses_stay_short_while_the_agent_answers_and_reset_on_any_good_poll():
+    from gorpc_consul.watching import Pauses
+
+    pauses = Pauses()
+    answered = ConsulError("failed with 500: No cluster leader", status=500)
+    assert [pauses.after(answered) for _ in range(6)] == [0.1, 0.2, 0.4, 0.5, 0.5, 0.5]
+    pauses.reset()  # one good poll: a later transient error pauses briefly again
+    assert pauses.after(answered) == 0.1
+    unreachable = ConsulError("connection refused")
+    pauses.reset()
+    assert max(pauses.after(unreachable) for _ in range(10)) == 1.0
+
+
+def test_nodes_from_before_an_agent_restart_stay_until_seen_again_or_the_hold_passes(monkeypatch):
+    from gorpc.types import Node
+    from gorpc_consul import watching
+
+    now = [100.0]
+    monkeypatch.setattr(watching.time, "monotonic", lambda: now[0])
+    a, b, c = Node("127.0.0.1:1"), Node("127.0.0.1:2"), Node("127.0.0.1:3")
+    guard = watching.RestartGuard(hold=10)
+    assert guard.apply([a]) == [a] and guard.time_left() is None
+    guard.restarted([a, b])
+    assert guard.apply([]) == [a, b]  # the new agent is still empty
+    assert guard.apply([a, c]) == [a, b, c]  # a is back and c is new; b is still kept
+    assert guard.apply([c]) == [b, c]  # a, seen again, is no longer protected: it left
+    now[0] += 10
+    assert guard.apply([c]) == [c] and guard.time_left() is None  # b never came back

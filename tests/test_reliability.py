@@ -160,6 +160,8 @@ async def test_rolling_graceful_restart_under_load_fails_no_call(agent, prefix):
 
 async def test_consul_outage_under_load(prefix):
     with dev_agent() as own_agent, contextlib.ExitStack() as stack:
+        for i in range(300):  # so the agent that comes back really has a lower index than before
+            own_agent.put(f"/kv/{prefix}-padding/{i}", b"x")
         servers = [stack.enter_context(start_server(own_agent, prefix, label)) for label in ("a", "b", "c")]
         async with client_for(own_agent, prefix) as client, Load(client) as load:
             await eventually(lambda: len(addresses(client)) == 3)
@@ -180,7 +182,7 @@ async def test_consul_outage_under_load(prefix):
             again = time.monotonic() - back
             # The client's watch resumed too: a server started now is found by the same client.
             late = stack.enter_context(start_server(own_agent, prefix, "late"))
-            await eventually(lambda: late.address in addresses(client), timeout=15)
+            await eventually(lambda: late.address in addresses(client), timeout=5)
             await load.run_for(0.5)
             assert {s.address for s in servers} | {late.address} == addresses(client)
         assert load.failures == []
@@ -188,3 +190,44 @@ async def test_consul_outage_under_load(prefix):
             f"\nconsul outage under load: {during} calls while the agent was down, {load.calls} in all, "
             f"{len(load.failures)} failed; servers registered again {again:.1f}s after the agent returned"
         )
+
+
+async def test_an_agent_restart_fails_no_call_and_discovery_is_fresh_after_it(prefix):
+    with dev_agent() as own_agent, contextlib.ExitStack() as stack:
+        # Enough writes that the restarted (empty) agent's index is far below the one watches hold.
+        for i in range(300):
+            own_agent.put(f"/kv/{prefix}-padding/{i}", b"x")
+        servers = [stack.enter_context(start_server(own_agent, prefix, label)) for label in ("a", "b", "c")]
+        async with client_for(own_agent, prefix) as client, Load(client) as load:
+            await eventually(lambda: len(addresses(client)) == 3)
+            held = own_agent.index(f"/kv/{prefix}/{SERVICE}/?recurse=true")
+            own_agent.stop()
+            own_agent.start()  # a dev agent comes back empty: no sessions, keys or services
+            await asyncio.to_thread(own_agent.wait_for_leader)
+            assert own_agent.index(f"/kv/{prefix}/{SERVICE}/?recurse=true") < held  # it went backwards
+
+            def registered() -> int:
+                return len(own_agent.get(f"/kv/{prefix}/{SERVICE}/?recurse=true") or [])
+
+            await eventually(lambda: registered() == 3, timeout=30, interval=0.05)
+            await load.run_for(0.5)
+            assert addresses(client) == {s.address for s in servers}
+            # After the restart a graceful stop leaves rotation within a second...
+            leaving = servers.pop()
+            stop_started = time.monotonic()
+            assert await asyncio.to_thread(leaving.stop, signal.SIGTERM) == 0
+            await eventually(lambda: leaving.address not in addresses(client), timeout=5, interval=0.01)
+            left = time.monotonic() - stop_started
+            # ... and a new server is routable within a second of registering.
+            late = stack.enter_context(start_server(own_agent, prefix, "late"))
+            started = time.monotonic()
+            await eventually(lambda: late.address in addresses(client), timeout=5, interval=0.01)
+            found = time.monotonic() - started
+            await load.run_for(0.3)
+        assert load.failures == []
+        print(
+            f"\nagent restart under load: {load.calls} calls, {len(load.failures)} failed; index {held} "
+            f"went backwards; stopped server out {left:.2f}s after SIGTERM, new one routable {found:.2f}s "
+            "after it logged serving"
+        )
+        assert left < 1.0 and found < 1.0

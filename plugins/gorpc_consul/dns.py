@@ -8,6 +8,7 @@ asks again every `dns_poll_interval` seconds. Registration is the `consul` resol
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,9 @@ from gorpc_consul.errors import ConsulError
 from gorpc_consul.names import dns_label
 from gorpc_consul.options import tcp_option
 from gorpc_consul.resolver import ConsulResolver
+from gorpc_consul.watching import Pauses, RestartGuard
+
+logger = logging.getLogger("gorpc.consul")
 
 
 class ConsulDnsResolver(ConsulResolver):
@@ -43,11 +47,40 @@ class ConsulDnsResolver(ConsulResolver):
         return f"{dns_label(service)}.service{datacenter}.{self.options.dns_domain}."
 
     async def resolve(self, service: str) -> Sequence[Node]:
+        self._last[service] = nodes = await self._query(service)
+        return nodes
+
+    async def watch(self, service: str) -> AsyncIterator[Sequence[Node]]:
+        """Asks again every `dns_poll_interval`. After a failed query it pauses briefly (see
+        `watching`); then, since an agent that was away may be a new and still empty one, the
+        nodes known before are kept until seen again or `session_ttl` passes."""
+        # Compared with the last answer (the selector's first lookup, to begin with), so a change
+        # between that lookup and the first poll is not missed.
+        pauses = Pauses()
+        guard = RestartGuard(self.options.session_ttl)
+        delay, failed = self.options.dns_poll_interval, False
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                answer = await self._query(service)
+            except ConsulError as exc:
+                delay, failed = pauses.after(exc), True
+                logger.warning("consul DNS watch of %s failed (%s); again in %.1fs", service, str(exc), delay)
+                continue
+            if failed:
+                guard.restarted(self._last.get(service, ()))
+            pauses.reset()
+            delay, failed = self.options.dns_poll_interval, False
+            nodes = guard.apply(answer)
+            if nodes != self._last.get(service):
+                self._last[service] = nodes
+                yield nodes
+
+    async def _query(self, service: str) -> list[Node]:
         name = self.query_name(service)
         try:
             answer = await self._dns.resolve(name, "SRV", raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:
-            self._last[service] = []
             return []  # no passing instance
         except dns.exception.DNSException as exc:
             raise ConsulError(f"consul DNS at {self.options.dns_address}: {name} SRV failed: {exc}") from exc
@@ -57,18 +90,7 @@ class ConsulDnsResolver(ConsulResolver):
             target = record.target.to_text()
             host = hosts.get(target) or await self._lookup_host(target)
             nodes.append(Node(str(TcpAddress(host, record.port)), {"weight": str(record.weight)}))
-        self._last[service] = nodes = sorted(nodes, key=lambda n: n.address)
-        return nodes
-
-    async def watch(self, service: str) -> AsyncIterator[Sequence[Node]]:
-        # Compared with the last answer (the selector's first lookup, to begin with), so a change
-        # between that lookup and the first poll is not missed.
-        while True:
-            await asyncio.sleep(self.options.dns_poll_interval)
-            previous = self._last.get(service)
-            nodes = await self.resolve(service)
-            if nodes != previous:
-                yield nodes
+        return sorted(nodes, key=lambda n: n.address)
 
     async def _lookup_host(self, target: str) -> str:
         try:

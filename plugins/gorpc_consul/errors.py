@@ -11,7 +11,12 @@ from gorpc.exceptions import Unavailable
 
 
 class ConsulError(Unavailable):
-    """Consul could not be reached, or refused a request."""
+    """Consul could not be reached, or refused a request. `status` is the HTTP status when the
+    agent answered (None when it could not be reached)."""
+
+    def __init__(self, message: str = "", *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ConsulPermissionDenied(ConsulError, PermissionError):

@@ -78,10 +78,11 @@ class ConsulHTTP:
         )
 
     async def blocking_get(
-        self, path: str, index: int, params: Mapping[str, str] | None = None
+        self, path: str, index: int, params: Mapping[str, str] | None = None, *, wait: float | None = None
     ) -> ConsulResponse:
-        """A blocking query: returns when the result's index passes `index`, or after `wait`."""
-        wait = self.options.wait
+        """A blocking query: returns when the result's index passes `index`, or after `wait`
+        (default: the `wait` option)."""
+        wait = self.options.wait if wait is None else wait
         query = {**(params or {}), "index": str(index), "wait": f"{wait:g}s"}
         # Consul adds up to wait/16 of jitter before answering an unchanged result.
         timeout = wait + wait / 16 + self.options.request_timeout
@@ -113,11 +114,13 @@ class ConsulHTTP:
             raise ConsulPermissionDenied(
                 f"consul at {self.options.address} refused {method} {path}: permission denied "
                 f"({text.strip()}); is the token (option `token` or CONSUL_HTTP_TOKEN) set and "
-                "allowed to do this?"
+                "allowed to do this?",
+                status=status,
             )
         if status >= 400 and status not in allow:
             raise ConsulError(
-                f"consul at {self.options.address}: {method} {path} failed with {status}: {text.strip()}"
+                f"consul at {self.options.address}: {method} {path} failed with {status}: {text.strip()}",
+                status=status,
             )
         return ConsulResponse(status, _json(text) if status < 400 else None, int(index or 0))
 

@@ -16,6 +16,7 @@ from gorpc_consul.http import ConsulHTTP, ConsulResponse
 from gorpc_consul.names import service_prefix
 from gorpc_consul.options import ConsulOptions
 from gorpc_consul.registry import Registry
+from gorpc_consul.watching import Pauses, RestartGuard
 
 logger = logging.getLogger("gorpc.consul")
 
@@ -36,7 +37,7 @@ class ConsulResolver:
         self._http = ConsulHTTP(self.options)
         self._registry = Registry(self._http)
         self._index: dict[str, int] = {}  # the index each service's last answer had
-        self._last: dict[str, list[Node]] = {}
+        self._last: dict[str, list[Node]] = {}  # what each service's watch last reported
 
     # -- server side ------------------------------------------------------------------------------
 
@@ -64,20 +65,49 @@ class ConsulResolver:
     # -- client side ------------------------------------------------------------------------------
 
     async def resolve(self, service: str) -> Sequence[Node]:
-        response = await self._http.request("GET", self._path(service), params=self._params(), allow=(404,))
-        return self._remember(service, response)
+        nodes = self._remember(service, await self._read(service))
+        self._last[service] = nodes
+        return nodes
 
     async def watch(self, service: str) -> AsyncIterator[Sequence[Node]]:
+        """Each change of `service`'s nodes, through blocking queries. Consul's errors never end
+        it: it pauses briefly (see `watching`) and asks again, without blocking the first time,
+        since the agent may be a new one whose index is lower than ours."""
+        pauses = Pauses()
+        guard = RestartGuard(self.options.session_ttl)
+        fresh = False
         while True:
             index = self._index.get(service, 0)
-            response = await self._http.blocking_get(self._path(service), index, self._params())
-            if response.index == index:
-                continue  # the wait ran out with nothing new
-            # A lower index (a new agent, a restore) is taken as it is: the next query blocks from there.
-            previous = self._last.get(service)
-            nodes = self._remember(service, response)
-            if nodes != previous:
+            try:
+                response = await self._poll(service, index, fresh, guard.time_left())
+            except ConsulPermissionDenied:
+                raise  # asking again cannot fix a token
+            except ConsulError as exc:
+                pause = pauses.after(exc)
+                logger.warning("consul watch of %s failed (%s); again in %.1fs", service, str(exc), pause)
+                await asyncio.sleep(pause)
+                fresh = True
+                continue
+            pauses.reset()
+            fresh = False
+            if response.index < index:
+                # A new agent, or a restored snapshot: Consul's rule is to start over from its index.
+                guard.restarted(self._last.get(service, ()))
+            nodes = guard.apply(self._remember(service, response))
+            if nodes != self._last.get(service):
+                self._last[service] = nodes
                 yield nodes
+
+    async def _read(self, service: str) -> ConsulResponse:
+        return await self._http.request("GET", self._path(service), params=self._params(), allow=(404,))
+
+    async def _poll(self, service: str, index: int, fresh: bool, hold_left: float | None) -> ConsulResponse:
+        """A blocking query from `index`, or a plain read when `fresh`; while nodes from before a
+        restart are held, it returns by the time they are to be let go."""
+        if fresh:
+            return await self._read(service)
+        wait = self.options.wait if hold_left is None else min(self.options.wait, max(hold_left, 0.1))
+        return await self._http.blocking_get(self._path(service), index, self._params(), wait=wait)
 
     async def catalog(self) -> dict[str, list[NodeStatus]]:
         """Every service under the prefix with its nodes and their health checks' verdict.
@@ -133,10 +163,9 @@ class ConsulResolver:
         return {"dc": self.options.datacenter} if self.options.datacenter else {}
 
     def _remember(self, service: str, response: ConsulResponse) -> list[Node]:
-        nodes = sorted(_nodes(response.body or ()), key=lambda n: n.address)
+        """The nodes in `response`; its index is where the next blocking query starts."""
         self._index[service] = max(response.index, 1)  # an index of 0 would not block
-        self._last[service] = nodes
-        return nodes
+        return sorted(_nodes(response.body or ()), key=lambda n: n.address)
 
     async def close(self) -> None:
         await self._registry.close()

@@ -108,15 +108,26 @@ class ConsulAgent:
 
     def get(self, path: str) -> object:
         """GET /v1<path> as parsed JSON (None for 404)."""
-        request = urllib.request.Request(f"http://{self.http_address}/v1{path}")
+        return self._request("GET", path)[0]
+
+    def put(self, path: str, data: bytes = b"") -> object:
+        """PUT /v1<path> with `data`, as parsed JSON."""
+        return self._request("PUT", path, data)[0]
+
+    def index(self, path: str) -> int:
+        """The X-Consul-Index of GET /v1<path>: where a blocking query on it would start."""
+        return self._request("GET", path)[1]
+
+    def _request(self, method: str, path: str, data: bytes | None = None) -> tuple[object, int]:
+        request = urllib.request.Request(f"http://{self.http_address}/v1{path}", data=data, method=method)
         if self.token:
             request.add_header("X-Consul-Token", self.token)
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
-                return json.loads(response.read() or b"null")
+                return json.loads(response.read() or b"null"), int(response.headers.get("X-Consul-Index", 0))
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
-                return None
+                return None, int(exc.headers.get("X-Consul-Index", 0))
             raise
 
     def leader(self) -> str:
@@ -171,6 +182,7 @@ def agent(
     directory: str,
     *,
     dev: bool = True,
+    server: bool = True,
     datacenter: str = "dc1",
     acl_token: str | None = None,
     bootstrap_expect: int | None = None,
@@ -178,7 +190,8 @@ def agent(
     retry_join_wan: Sequence[str] = (),
 ) -> ConsulAgent:
     """An agent (not yet started) on free ports. `acl_token` turns ACLs on, deny by default, with that
-    token as master; `bootstrap_expect` makes a server with a data dir for a cluster."""
+    token as master; with `dev` false it keeps a data dir, and is a server (`bootstrap_expect` for
+    a cluster) or, with `server` false, a client agent that joins `retry_join`."""
     os.makedirs(directory, exist_ok=True)
     ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
     config = ["performance { raft_multiplier = 1 }"]  # elections in about a second, not five
@@ -198,7 +211,9 @@ def agent(
     if dev:
         argv.append("-dev")
     else:
-        argv += ["-server", "-data-dir", os.path.join(directory, "data")]
+        argv += ["-data-dir", os.path.join(directory, "data")]
+        if server:
+            argv.append("-server")
         if bootstrap_expect is not None:
             argv += ["-bootstrap-expect", str(bootstrap_expect)]
     for address in retry_join:
@@ -222,8 +237,10 @@ def dev_agent(*, datacenter: str = "dc1", acl_token: str | None = None) -> Itera
 
 
 @contextlib.contextmanager
-def cluster(size: int = 3) -> Iterator[list[ConsulAgent]]:
-    """`size` server agents on loopback that elect a leader among themselves; stopped on exit."""
+def cluster(size: int = 3, *, clients: int = 0) -> Iterator[list[ConsulAgent]]:
+    """`size` server agents on loopback that elect a leader among themselves, then `clients` client
+    agents joined to them (last in the list, as in a deployment: services and clients talk to
+    the agent on their own host); all stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="gorpc-consul-cluster-") as directory:
         servers = [
             agent(f"s{i}", os.path.join(directory, f"s{i}"), dev=False, bootstrap_expect=size)
@@ -233,11 +250,17 @@ def cluster(size: int = 3) -> Iterator[list[ConsulAgent]]:
             for other in servers:
                 if other is not server:
                     server.argv += ["-retry-join", other.address("serf_lan")]
-            server.start()
+        joins = [s.address("serf_lan") for s in servers]
+        members = servers + [
+            agent(f"c{i}", os.path.join(directory, f"c{i}"), dev=False, server=False, retry_join=joins)
+            for i in range(clients)
+        ]
+        for member in members:
+            member.start()
         try:
-            for server in servers:
-                server.wait_for_leader()
-            yield servers
+            for member in members:
+                member.wait_for_leader()
+            yield members
         finally:
-            for server in servers:
-                server.stop()
+            for member in members:
+                member.stop()
