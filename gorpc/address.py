@@ -1,4 +1,5 @@
-"""Parsing the addresses servers listen on and clients dial: `host:port`, `[v6]:port`, `unix:/path`."""
+"""Parsing the addresses servers listen on and clients dial: `host:port`, `[v6]:port`, `unix:/path`,
+and `memory:NAME` (in-process, see `gorpc.memory`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from gorpc.exceptions import ConfigError
 
 UNIX_PREFIX = "unix:"
+MEMORY_PREFIX = "memory:"
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,17 @@ class UnixAddress:
         return f"{UNIX_PREFIX}{self.path}"
 
 
-Address = TcpAddress | UnixAddress
+@dataclass(frozen=True)
+class MemoryAddress:
+    """`memory:NAME`: a server in this process, reached without a socket."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"{MEMORY_PREFIX}{self.name}"
+
+
+Address = TcpAddress | UnixAddress | MemoryAddress
 
 
 def is_address(target: str) -> bool:
@@ -41,6 +53,11 @@ def is_address(target: str) -> bool:
 
 def parse_address(text: str) -> Address:
     """Parse a listen or dial address; raises ConfigError naming what is wrong."""
+    if text.startswith(MEMORY_PREFIX):
+        name = text[len(MEMORY_PREFIX) :]
+        if not name:
+            raise ConfigError(f"memory address {text!r} has no name")
+        return MemoryAddress(name)
     if text.startswith(UNIX_PREFIX):
         path = text[len(UNIX_PREFIX) :]
         if not path:

@@ -1,4 +1,9 @@
-"""The asyncio client: `await client.call("/helloworld.Greeter/SayHello", {"msg": "hi"})`."""
+"""The asyncio client: `await client.call("/helloworld.Greeter/SayHello", {"msg": "hi"})`.
+
+It encodes the request, picks a node (directly, or through the selector and fail mode), and hands
+the encoded request to that node's connection, which owns the call from there on
+(`gorpc.client_connection`).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,10 @@ from typing import Any, Self, TypeVar
 
 from gorpc.address import is_address
 from gorpc.balancers import HASH_KEY
-from gorpc.channel import ClientConnection
+from gorpc.client_connection import ClientConnection, ConnectionInfo
 from gorpc.config import ClientConfig, ConfigSource
-from gorpc.context import CallContext, Metadata
+from gorpc.context import CallContext, Metadata, current_call
+from gorpc.deadline import within
 from gorpc.envelope import check_timeout, pack_request_head, unpack_response_head
 from gorpc.exceptions import (
     Cancelled,
@@ -32,11 +38,11 @@ from gorpc.frame import FLAG_UNPROCESSED, Frame
 from gorpc.health import Ejections
 from gorpc.interceptors import build_chain
 from gorpc.payload import decode_body, encode_body
-from gorpc.plugins import close_tracing, make_balancer_factory, make_codec, make_resolver, make_tracing
+from gorpc.plugins import as_resolver, make_balancer_factory, make_codec, make_resolver, make_tracing
 from gorpc.pool import ConnectionPool
 from gorpc.selector import Selector
 from gorpc.tracing import client_interceptor
-from gorpc.types import Codec, Interceptor, Node, ResolverPlugin
+from gorpc.types import Codec, Interceptor, Node, TracingPlugin
 
 logger = logging.getLogger("gorpc.client")
 
@@ -64,10 +70,11 @@ class Client:
         self.config = ClientConfig.load(config, target=target, **options)
         cfg = self.config
         self._codec: Codec = make_codec(cfg.codec)
-        self.tracing = make_tracing(cfg)
+        self._tracing = make_tracing(cfg)
         tracer = self.tracing.tracer("gorpc-client")  # plugins take a `service_name` option to override
         if tracer is not None:  # outermost, so the span covers the other interceptors and retries
             interceptors = [client_interceptor(tracer), *interceptors]
+        self.interceptors: tuple[Interceptor, ...] = tuple(interceptors)
         self._limit = cfg.max_message_size
         self._compress = cfg.compression == "zlib"
         self._pool = ConnectionPool(
@@ -79,16 +86,34 @@ class Client:
         )
         self._direct = cfg.target if cfg.target is not None and is_address(cfg.target) else None
         # Made now, so a mistake in its [plugins.<name>] options is found here, not at the first call.
-        self._resolver: ResolverPlugin | None = make_resolver(cfg) if self._direct is None else None
+        self._resolver = make_resolver(cfg) if self._direct is None else None
         self._selector: Selector | None = None
         self._ejections = Ejections(cfg.eject_time, cfg.eject_time_max)
         self._retry = RetryPolicy(cfg.fail_mode, cfg.retries, cfg.idempotent)
         invoke = self._invoke_direct if self._direct is not None else self._invoke_resolved
-        self._chain = build_chain(list(interceptors), invoke)
+        self._chain = build_chain(self.interceptors, invoke)
+        resolver = self._resolver.plugin if self._resolver is not None else None
         self.plugin_call_options = declared_call_options(
-            [self._resolver, self.tracing, make_balancer_factory(cfg.balancer), *interceptors]
+            [resolver, self.tracing, make_balancer_factory(cfg.balancer), *self.interceptors]
         )
         self._closed = False
+
+    @property
+    def tracing(self) -> TracingPlugin:
+        """The tracing plugin this client's spans are made with."""
+        return self._tracing.plugin
+
+    @property
+    def codec(self) -> Codec:
+        """The codec requests are sent in."""
+        return self._codec
+
+    @property
+    def connections(self) -> list[ConnectionInfo]:
+        """This client's connections now (open, or draining after GOAWAY), with their calls in flight."""
+        return self._pool.connections()
+
+    # -- calls ------------------------------------------------------------------------------------
 
     async def call(
         self,
@@ -99,19 +124,26 @@ class Client:
         metadata: Metadata | None = None,
         hash_key: str | bytes | int | None = None,
         idempotent: bool | None = None,
+        propagate: bool | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> Any:
         """Call `method` (`/service/Method`) and return its reply.
 
         `timeout` (seconds; None or infinity: no deadline) travels to the server as the call's
-        deadline; it defaults to the config's `timeout`. `hash_key` is for the consistent_hash
-        balancer, `idempotent` for failover; `options` holds the per-call options that configured
-        plugins declare (`plugin_call_options`). Any other option raises TypeError.
+        deadline; it defaults to the config's `timeout`. Made while handling a call (or in a task
+        started then), the call inherits that call's remaining deadline when it is sooner, and is
+        cancelled with it; `propagate=False` (or the config's `propagate = false`) turns that off.
+        `hash_key` is for the consistent_hash balancer, `idempotent` for failover; `options`
+        holds the per-call options that configured plugins declare (`plugin_call_options`).
+        Any other option raises TypeError.
         """
-        ctx = self._context(method, timeout, metadata, False)
+        ctx = self._context(method, timeout, metadata, propagate, False)
         if hash_key is not None or idempotent is not None or options:
             self._set_options(ctx, hash_key, idempotent, options)
-        return await self._chain(ctx, request)
+        parent = ctx.parent
+        if parent is None:
+            return await self._chain(ctx, request)
+        return await self._call_under(parent, ctx, request)
 
     async def notify(
         self,
@@ -123,13 +155,18 @@ class Client:
         options: Mapping[str, Any] | None = None,
     ) -> None:
         """A one-way call: sent once the request is written to the connection; no reply, no error back."""
-        ctx = self._context(method, _UNSET, metadata, True)
+        ctx = self._context(method, _UNSET, metadata, False, True)
         if hash_key is not None or options:
             self._set_options(ctx, hash_key, None, options)
         await self._chain(ctx, request)
 
     def _context(
-        self, method: str, timeout: float | None, metadata: Metadata | None, oneway: bool
+        self,
+        method: str,
+        timeout: float | None,
+        metadata: Metadata | None,
+        propagate: bool | None,
+        oneway: bool,
     ) -> CallContext:
         if self._closed:
             raise RuntimeError("client is closed")
@@ -140,8 +177,17 @@ class Client:
         if timeout is not None:
             timeout = check_timeout(timeout, InvalidRequest)
         deadline = None if timeout is None else time.monotonic() + timeout
+        parent = current_call() if (self.config.propagate if propagate is None else propagate) else None
+        if (
+            parent is not None
+            and parent.deadline is not None
+            and (deadline is None or parent.deadline < deadline)
+        ):
+            deadline = parent.deadline  # what is left of the incoming call's time
         # A copy: interceptors may add metadata without touching the caller's dict.
-        return CallContext(method, dict(metadata) if metadata else {}, deadline, oneway=oneway)
+        ctx = CallContext(method, dict(metadata) if metadata else {}, deadline, oneway=oneway)
+        ctx.parent = parent
+        return ctx
 
     def _set_options(
         self,
@@ -163,6 +209,18 @@ class Client:
             ctx.options[HASH_KEY] = hash_key
         if idempotent is not None:
             ctx.options[IDEMPOTENT] = idempotent
+
+    async def _call_under(self, parent: CallContext, ctx: CallContext, request: Any) -> Any:
+        """A call made under an incoming one: cancelled with it, even from another task."""
+        task = asyncio.current_task()
+        assert task is not None
+        cancel = task.cancel
+        registered = parent.add_dependent(cancel)
+        try:
+            return await self._chain(ctx, request)
+        finally:
+            if registered:
+                parent.remove_dependent(cancel)
 
     async def _invoke_direct(self, ctx: CallContext, request: Any) -> Any:
         """The end of the interceptor chain for a client of one address."""
@@ -199,14 +257,13 @@ class Client:
                         self._ejections.restore(node.address)
                     return await self._exchange(conn, ctx, flags, body)
                 except Unavailable as exc:
+                    reason = str(exc)  # the message, not the error: a kept log record keeps no traceback
                     if isinstance(exc, ConnectionFailed):
-                        self._ejections.eject(node.address, str(exc))
+                        self._ejections.eject(node.address, reason)
                     if not self._retry.should_retry(exc, ctx, len(tried)):
                         raise
                     last_error = exc
                     tried.append(node.address)
-                    # The message, not the error: a kept log record must not keep its traceback.
-                    reason = str(exc)
                     logger.info("%s failed on %s (%s); trying another node", ctx.method, node.address, reason)
                 finally:
                     selector.done(service, node, ctx)
@@ -224,37 +281,17 @@ class Client:
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded(f"{ctx.method}: deadline passed before the request was sent")
         head = pack_request_head(ctx.method, ctx.metadata, remaining)
-        if len(head) + len(body) > self._limit:
-            raise MessageTooLarge(
-                f"request of {len(head) + len(body)} bytes is over the {self._limit}-byte limit"
-            )
         if ctx.oneway:
             conn.notify(head, body, flags=flags, codec=self._codec.id)
             await conn.drain()
             return None
-        while not conn.writable:
-            # The server is not reading (backpressure): wait rather than pile requests up here. All
-            # waiters wake together, so each checks again: the first few refill the buffer.
-            await self._wait(conn.drain(), ctx)
-            if self._closed:
-                raise Cancelled(CLOSED)
-            if not conn.is_open:
-                raise ConnectionFailed(f"connection to {conn.address} lost before sending", unprocessed=True)
-        rid, future = conn.request(head, body, flags=flags, codec=self._codec.id)
-        timer = None
-        if remaining is not None:
-            timer = asyncio.get_running_loop().call_later(remaining, _expire, future, ctx.method, remaining)
         try:
-            frame = await future
-        except asyncio.CancelledError:
-            conn.cancel(rid)  # the caller gave up: let the server stop too
+            frame = await conn.call(
+                ctx.method, head, body, flags=flags, codec=self._codec.id, timeout=remaining
+            )
+        except (asyncio.CancelledError, ConnectionFailed):
+            self._raise_if_closed()  # close() cut the wait for room to write short
             raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-                conn.pending.pop(rid, None)
-            if conn.going_away:
-                conn.call_finished()
         return self._decode_reply(ctx, frame)
 
     def _decode_reply(self, ctx: CallContext, frame: Frame) -> Any:
@@ -288,20 +325,28 @@ class Client:
 
     def _make_selector(self) -> Selector:
         assert self._resolver is not None, "resolved calls have a resolver"
-        balancers = make_balancer_factory(self.config.balancer)
-        self._selector = Selector(self._resolver, balancers, self._ejections)
+        resolver = as_resolver(self._resolver.plugin, self.config)
+        self._selector = Selector(resolver, make_balancer_factory(self.config.balancer), self._ejections)
         return self._selector
 
     async def _wait(self, awaitable: Awaitable[T], ctx: CallContext) -> T:
-        """Wait for a lookup, a connection or room to write, within the call's deadline. A wait cut
-        short by close() fails the call saying so, not with a bare CancelledError."""
+        """Wait for a lookup or a connection within the call's deadline. A wait cut short by
+        close() fails the call saying so, not with a bare CancelledError."""
         try:
-            return await _within_deadline(awaitable, ctx)
+            return await within(
+                awaitable, ctx.time_remaining(), f"{ctx.method} (finding or connecting to a server)"
+            )
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if self._closed and task is not None and task.cancelling() == 0:
-                raise Cancelled(CLOSED) from None
+            self._raise_if_closed()
             raise
+
+    def _raise_if_closed(self) -> None:
+        """In an `except CancelledError`: if close() caused it, fail the call with Cancelled."""
+        task = asyncio.current_task()
+        if self._closed and task is not None and task.cancelling() == 0:
+            raise Cancelled(CLOSED) from None
+
+    # -- state ------------------------------------------------------------------------------------
 
     def known_nodes(self, service: str) -> list[Node]:
         """The nodes this client holds for `service` now, as its resolver last reported them."""
@@ -313,17 +358,17 @@ class Client:
         return self._ejections.ejected()
 
     async def close(self) -> None:
-        """Close every connection this client opened and stop its resolver watches."""
+        """Close every connection this client opened and stop its resolver watches; calls still in
+        flight fail with Cancelled. Plugins made from a name are closed; objects passed in are not."""
         if self._closed:
             return
         self._closed = True
         await self._pool.close(CLOSED)
-        if isinstance(self.config.tracer, str):
-            await close_tracing(self.tracing)
+        await self._tracing.close()
         if self._selector is not None:
             await self._selector.close()
-        if self._resolver is not None and isinstance(self.config.resolver, str):
-            await self._resolver.close()  # a resolver object passed in is its owner's to close
+        if self._resolver is not None:
+            await self._resolver.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -334,29 +379,9 @@ class Client:
         await self.close()
 
 
-def _expire(future: asyncio.Future[Frame], method: str, timeout: float) -> None:
-    if not future.done():
-        future.set_exception(DeadlineExceeded(f"{method}: no reply within {timeout:.3f}s"))
-
-
 def declared_call_options(plugins: Iterable[object]) -> frozenset[str]:
     """The per-call option names these plugins (or interceptors) declare in `call_options`."""
     names: set[str] = set()
     for plugin in plugins:
         names.update(getattr(plugin, "call_options", ()))
     return frozenset(names - {HASH_KEY, IDEMPOTENT})
-
-
-async def _within_deadline(awaitable: Awaitable[T], ctx: CallContext) -> T:
-    remaining = ctx.time_remaining()
-    if remaining is None:
-        return await awaitable
-    try:
-        async with asyncio.timeout(max(remaining, 0)) as scope:
-            return await awaitable
-    except TimeoutError as exc:
-        if scope.expired():
-            raise DeadlineExceeded(
-                f"{ctx.method}: deadline passed while finding or connecting to a server"
-            ) from exc
-        raise

@@ -144,6 +144,8 @@ class ClientConfig(_CommonConfig):
     fail_mode: str = "failover"  # or "failfast": see gorpc.failover
     retries: int = 2  # failover: further nodes tried after the first
     idempotent: tuple[str, ...] = ()  # methods ("/pkg.Service/Method") or services safe to run twice
+    # Calls made while handling a call inherit its remaining deadline and are cancelled with it.
+    propagate: bool = True
     eject_time: float = 1.0  # a node whose connection fails sits out this long, doubling per failure
     eject_time_max: float = 30.0
 

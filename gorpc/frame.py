@@ -15,7 +15,7 @@ import enum
 import struct
 from typing import NamedTuple
 
-from gorpc.exceptions import ProtocolError
+from gorpc.exceptions import MessageTooLarge, ProtocolError
 
 MAGIC = b"GR"
 VERSION = 1
@@ -65,11 +65,27 @@ class OversizedFrame(NamedTuple):
     size: int
 
 
+_pack = HEADER.pack
+
+
 def encode_header(
     msg_type: int, request_id: int, head_len: int, body_len: int, *, flags: int = 0, codec: int = 0
 ) -> bytes:
-    """The 20-byte header of a frame with this head and body length."""
-    return HEADER.pack(MAGIC, VERSION, msg_type, flags, codec, 0, request_id, head_len, body_len)
+    """The 20-byte header of a frame with this head and body length. The one place headers are made."""
+    return _pack(MAGIC, VERSION, msg_type, flags, codec, 0, request_id, head_len, body_len)
+
+
+def check_size(size: int, limit: int, what: str, whose: str = "") -> None:
+    """Refuse a message of `size` bytes (head + body, after decompression) over `limit`: the one
+    size rule, for both sides and every stage."""
+    if size > limit:
+        raise too_large(size, limit, what, whose)
+
+
+def too_large(size: int, limit: int, what: str, whose: str = "") -> MessageTooLarge:
+    """The error for a message of `size` bytes over `limit` (`whose`: "server's", "client's")."""
+    owner = f"{whose} " if whose else ""
+    return MessageTooLarge(f"{what} of {size} bytes is over the {owner}{limit}-byte limit")
 
 
 class FrameDecoder:

@@ -6,7 +6,7 @@ from typing import Any
 
 from gorpc import compression
 from gorpc.exceptions import MessageTooLarge, RPCError
-from gorpc.frame import FLAG_COMPRESSED
+from gorpc.frame import FLAG_COMPRESSED, check_size
 from gorpc.types import Codec
 
 
@@ -22,7 +22,7 @@ def encode_body(
     if len(body) > limit:
         size = len(body)
         del body  # the error's traceback keeps this frame: it must not keep the refused bytes
-        raise MessageTooLarge(f"{what} of {size} bytes is over the {limit}-byte limit")
+        check_size(size, limit, what)
     return flags, body
 
 

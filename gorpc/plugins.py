@@ -1,22 +1,29 @@
-"""Finding plugins by name through entry points.
+"""Finding plugins by name through entry points, and knowing which ones are ours to close.
 
 Plugins are objects; entry points only find a plugin's factory by its name. An unknown name is an
-error that lists the names that are installed; nothing silently falls back to a default.
+error that lists the names that are installed; nothing silently falls back to a default. A config
+field holds a name or an object: `Owned` says which, once, so that only what was made from a name
+is closed by the server or client that made it (an object passed in may be shared: its owner
+closes it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from gorpc.exceptions import ConfigError, PluginNotFound
-from gorpc.types import Balancer, Codec, ResolverPlugin, TracingPlugin
+from gorpc.types import Balancer, Codec, Registry, Resolver, ResolverPlugin, TracingPlugin
 
 if TYPE_CHECKING:
     from gorpc.config import _CommonConfig
+
+T = TypeVar("T")
 
 CODECS = "gorpc.codecs"
 RESOLVERS = "gorpc.resolvers"
@@ -80,29 +87,60 @@ def all_codecs() -> dict[int, Codec]:
     return codecs
 
 
-def make_resolver(config: _CommonConfig) -> ResolverPlugin:
-    """The resolver a config names, made with its [plugins.<name>] options; an object passes through."""
-    value = config.resolver
-    if not isinstance(value, str):
-        return value  # type: ignore[no-any-return]
-    return load(RESOLVERS, value)(config.plugin_options(value))  # type: ignore[no-any-return]
+@dataclass(frozen=True)
+class Owned(Generic[T]):
+    """A plugin object, and whether it was made here from its name (and so is ours to close)."""
+
+    plugin: T
+    owned: bool
+
+    async def close(self) -> None:
+        """Close the plugin if it is ours: `close()` awaited, or run in a thread if it blocks
+        (tracing exporters flush synchronously)."""
+        close = getattr(self.plugin, "close", None) if self.owned else None
+        if close is None:
+            return
+        if inspect.iscoroutinefunction(close):
+            await close()
+        else:
+            await asyncio.to_thread(close)
+
+
+def _made(group: str, config: _CommonConfig, value: Any) -> Owned[Any]:
+    """The one place that tells a plugin name (make it, with its options; ours) from an object."""
+    if isinstance(value, str):
+        return Owned(load(group, value)(config.plugin_options(value)), owned=True)
+    return Owned(value, owned=False)
+
+
+def make_resolver(config: _CommonConfig) -> Owned[ResolverPlugin]:
+    """The resolver plugin a config names (made with its [plugins.<name>] options), or the object."""
+    return _made(RESOLVERS, config, config.resolver)
+
+
+def make_tracing(config: _CommonConfig) -> Owned[TracingPlugin]:
+    """The tracing plugin a config names (made with its [plugins.<name>] options), or the object."""
+    return _made(TRACERS, config, config.tracer)
+
+
+def as_registry(plugin: ResolverPlugin, config: _CommonConfig) -> Registry:
+    """The plugin in its server-side role; ConfigError if it only resolves."""
+    if not isinstance(plugin, Registry):
+        raise ConfigError(f"resolver {_name(config.resolver)} cannot register servers: it only resolves")
+    return plugin
+
+
+def as_resolver(plugin: ResolverPlugin, config: _CommonConfig) -> Resolver:
+    """The plugin in its client-side role; ConfigError if it only registers."""
+    if not isinstance(plugin, Resolver):
+        raise ConfigError(f"resolver {_name(config.resolver)} cannot resolve services: it only registers")
+    return plugin
+
+
+def _name(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else type(value).__name__
 
 
 def make_balancer_factory(value: Any) -> Callable[[], Balancer]:
     """A zero-argument factory: each service gets its own balancer (its own round-robin turn, say)."""
     return load(BALANCERS, value) if isinstance(value, str) else value  # type: ignore[no-any-return]
-
-
-async def close_tracing(tracing: TracingPlugin) -> None:
-    """Flush and close a tracing plugin that has `close()`; exporters block, so in a thread."""
-    close = getattr(tracing, "close", None)
-    if close is not None:
-        await asyncio.to_thread(close)
-
-
-def make_tracing(config: _CommonConfig) -> TracingPlugin:
-    """The tracing plugin a config names, made with its [plugins.<name>] options."""
-    value = config.tracer
-    if not isinstance(value, str):
-        return value  # type: ignore[no-any-return]
-    return load(TRACERS, value)(config.plugin_options(value))  # type: ignore[no-any-return]

@@ -6,8 +6,9 @@ import asyncio
 import ssl as ssl_module
 from typing import Any
 
-from gorpc.address import UnixAddress, parse_address
-from gorpc.channel import ClientConnection
+from gorpc import memory
+from gorpc.address import MemoryAddress, UnixAddress, parse_address
+from gorpc.client_connection import ClientConnection, ConnectionInfo
 from gorpc.exceptions import ConnectionFailed
 
 
@@ -21,6 +22,10 @@ class ConnectionPool:
         self._open: dict[str, ClientConnection] = {}
         self._connecting: dict[str, asyncio.Task[ClientConnection]] = {}
         self._all: set[ClientConnection] = set()  # open and draining, for close()
+
+    def connections(self) -> list[ConnectionInfo]:
+        """Every connection open or draining now, sorted by address."""
+        return sorted((conn.info() for conn in self._all), key=lambda info: (info.address, info.peer))
 
     def get_open(self, address: str) -> ClientConnection | None:
         """The usable connection to `address`, if there is one (the call path's fast path)."""
@@ -58,7 +63,9 @@ class ConnectionPool:
 
         try:
             async with asyncio.timeout(self._connect_timeout):
-                if isinstance(parsed, UnixAddress):
+                if isinstance(parsed, MemoryAddress):
+                    _, conn = await memory.connect(parsed.name, factory)
+                elif isinstance(parsed, UnixAddress):
                     hostname = "localhost" if self._ssl is not None else None
                     _, conn = await loop.create_unix_connection(
                         factory, parsed.path, ssl=self._ssl, server_hostname=hostname

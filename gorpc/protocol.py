@@ -238,8 +238,19 @@ class Connection(asyncio.Protocol):
 def peer_name(transport: asyncio.BaseTransport) -> str:
     """`host:port` of the other end, or `unix:<path>` for a Unix socket."""
     peer: Any = transport.get_extra_info("peername")
+    if isinstance(peer, str) and peer.startswith("memory:"):
+        return peer
     if isinstance(peer, tuple) and len(peer) >= 2:
         host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
         return f"{host}:{peer[1]}"
     sockname = transport.get_extra_info("sockname")
     return f"unix:{sockname}" if sockname else "unix:"
+
+
+def local_name(transport: asyncio.BaseTransport) -> str:
+    """`host:port` of this end, or the socket path (or memory name) when it has no port."""
+    local: Any = transport.get_extra_info("sockname")
+    if isinstance(local, tuple) and len(local) >= 2:
+        host = f"[{local[0]}]" if ":" in str(local[0]) else str(local[0])
+        return f"{host}:{local[1]}"
+    return str(local or "")

@@ -8,9 +8,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from gorpc.dispatch import MethodTable
 from gorpc.exceptions import InvalidRequest
-from gorpc.service import Method, Service
+from gorpc.service import Method, MethodTable, Service
 
 NAME = "gorpc.Reflection"
 

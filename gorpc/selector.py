@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from gorpc.context import CallContext
 from gorpc.exceptions import NoNodesAvailable, RPCError, Unavailable
 from gorpc.health import Ejections
-from gorpc.types import Balancer, LoadAwareBalancer, Node, ResolverPlugin
+from gorpc.types import Balancer, LoadAwareBalancer, Node, Resolver
 
 logger = logging.getLogger("gorpc.selector")
 
@@ -52,7 +52,7 @@ class Selector:
 
     def __init__(
         self,
-        resolver: ResolverPlugin,
+        resolver: Resolver,
         balancer_factory: Callable[[], Balancer],
         ejections: Ejections | None = None,
     ) -> None:

@@ -13,17 +13,17 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Self
 
-from gorpc import reflection
-from gorpc.address import TcpAddress, UnixAddress, parse_address
+from gorpc import memory, reflection
+from gorpc.address import MemoryAddress, TcpAddress, UnixAddress, parse_address
 from gorpc.config import ConfigSource, ServerConfig
-from gorpc.dispatch import Dispatcher, MethodTable, ServerConnection
+from gorpc.dispatch import Dispatcher
 from gorpc.exceptions import RPCError, Unavailable
-from gorpc.plugins import all_codecs, close_tracing, make_resolver, make_tracing
-from gorpc.protocol import GOAWAY
+from gorpc.plugins import all_codecs, as_registry, make_resolver, make_tracing
 from gorpc.runtime import loop_factory
-from gorpc.service import Service
+from gorpc.server_connection import ServerConnection
+from gorpc.service import MethodTable, Service
 from gorpc.tracing import server_interceptor
-from gorpc.types import Interceptor, ResolverPlugin, ServiceInstance
+from gorpc.types import Interceptor, ServiceInstance, TracingPlugin
 
 logger = logging.getLogger("gorpc.server")
 
@@ -51,20 +51,28 @@ class Server:
         self._ssl = ssl if ssl is not None else self.config.ssl_context()
         self._table = MethodTable()
         # Plugins are made now, so a mistake in their [plugins.<name>] options is found here.
-        self.tracing = make_tracing(self.config)
-        self._resolver: ResolverPlugin = make_resolver(self.config)
-        self._listener: asyncio.Server | None = None
+        self._tracing = make_tracing(self.config)
+        self._resolver = make_resolver(self.config)
+        self._registry = as_registry(self._resolver.plugin, self.config)
+        self._listener: asyncio.Server | memory.MemoryListener | None = None
         self._dispatcher: Dispatcher | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._registered: list[ServiceInstance] = []
+        self._connections: set[ServerConnection] = set()
+        self._oneway_calls: set[asyncio.Task[None]] = set()  # they may outlive their connection
         self._stopped = asyncio.Event()
         self._stopping = False
         self.address = self.config.address  # the bound address once started (port 0 resolved)
 
     @property
-    def connections(self) -> set[ServerConnection]:
+    def tracing(self) -> TracingPlugin:
+        """The tracing plugin this server's spans are made with."""
+        return self._tracing.plugin
+
+    @property
+    def connections(self) -> frozenset[ServerConnection]:
         """The client connections open now."""
-        return self._dispatcher.connections if self._dispatcher is not None else set()
+        return frozenset(self._connections)
 
     def register(self, *services: Service) -> None:
         """Host these services. Registering after start, or a name twice, raises."""
@@ -112,10 +120,12 @@ class Server:
             raise
         logger.info("serving %s on %s", ", ".join(self.services) or "no services", self.address)
 
-    async def _listen(self) -> asyncio.Server:
+    async def _listen(self) -> asyncio.Server | memory.MemoryListener:
         loop = asyncio.get_running_loop()
         address = parse_address(self.config.address)
         try:
+            if isinstance(address, MemoryAddress):
+                return memory.listen(address.name, self._new_connection)
             if isinstance(address, UnixAddress):
                 return await loop.create_unix_server(self._new_connection, address.path, ssl=self._ssl)
             return await loop.create_server(
@@ -130,16 +140,25 @@ class Server:
         return ServerConnection(
             self._dispatcher,
             max_calls=cfg.max_concurrent_calls,
+            draining=self._stopping,
+            on_open=self._connections.add,
+            on_close=self._connections.discard,
+            on_oneway=self._track_oneway,
             max_message_size=cfg.max_message_size,
             heartbeat_interval=cfg.heartbeat_interval,
             heartbeat_timeout=cfg.heartbeat_timeout,
         )
 
+    def _track_oneway(self, task: asyncio.Task[None]) -> None:
+        self._oneway_calls.add(task)
+        task.add_done_callback(self._oneway_calls.discard)
+
     def _bound_address(self) -> str:
         assert self._listener is not None
         address = parse_address(self.config.address)
-        if isinstance(address, UnixAddress):
+        if isinstance(address, (UnixAddress, MemoryAddress)):
             return str(address)
+        assert not isinstance(self._listener, memory.MemoryListener)
         host, port = self._listener.sockets[0].getsockname()[:2]
         return str(TcpAddress(address.host or host, port))
 
@@ -148,7 +167,7 @@ class Server:
         for name in self.services:
             instance = ServiceInstance(name, advertised, {k: str(v) for k, v in self.config.metadata.items()})
             try:
-                await self._resolver.register(instance)
+                await self._registry.register(instance)
             except RPCError:
                 raise
             except Exception as exc:
@@ -166,10 +185,8 @@ class Server:
         grace = self.config.grace if grace is None else grace
         await self._deregister()
         self._listener.close()
-        assert self._dispatcher is not None
-        self._dispatcher.stopping = True
-        for conn in list(self._dispatcher.connections):
-            conn.send(GOAWAY)
+        for conn in list(self._connections):
+            conn.go_away()
         give_up = asyncio.get_running_loop().time() + grace
         await self._drain(grace)
         await self._wait_for_clients_to_close(give_up)
@@ -183,22 +200,19 @@ class Server:
 
     async def _close_plugins(self) -> None:
         # A resolver or tracing object passed in may be shared with others: its owner closes it.
-        if isinstance(self.config.resolver, str):
-            await self._resolver.close()
-        if isinstance(self.config.tracer, str):
-            await close_tracing(self.tracing)
+        await self._resolver.close()
+        await self._tracing.close()
 
     async def _deregister(self) -> None:
         for instance in self._registered:
             try:
-                await self._resolver.deregister(instance)
+                await self._registry.deregister(instance)
             except Exception:
                 logger.exception("could not deregister %s at %s", instance.service, instance.address)
         self._registered.clear()
 
     async def _drain(self, grace: float) -> None:
-        assert self._dispatcher is not None
-        inflight = self._dispatcher.inflight()
+        inflight = [task for conn in self._connections for task in conn.tasks()] + list(self._oneway_calls)
         if inflight:
             _, late = await asyncio.wait(inflight, timeout=grace)
             if late:
@@ -211,15 +225,13 @@ class Server:
         # A gorpc client closes a connection once GOAWAY has come and its calls are answered. Until
         # then it may still send a request it wrote before reading GOAWAY: reading on, the server
         # refuses it as unprocessed instead of resetting the connection under it.
-        assert self._dispatcher is not None
         left = give_up - asyncio.get_running_loop().time()
-        conns = [conn.closed for conn in self._dispatcher.connections]
+        conns = [conn.closed for conn in self._connections]
         if conns and left > 0:
             await asyncio.wait(conns, timeout=left)
 
     async def _close_connections(self) -> None:
-        assert self._dispatcher is not None
-        conns = list(self._dispatcher.connections)
+        conns = list(self._connections)
         for conn in conns:
             conn.close_gracefully()
         if conns:

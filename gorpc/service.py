@@ -1,4 +1,5 @@
-"""Services: public methods of a `Service` subclass are served as `/<service name>/<Method>`."""
+"""Services: public methods of a `Service` subclass are served as `/<service name>/<Method>`, and the
+table of every method a server hosts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from gorpc.exceptions import ConfigError
+from gorpc.exceptions import ConfigError, MethodNotFound
 
 
 class Service:
@@ -35,6 +36,35 @@ class Method:
     takes_context: bool
     is_async: bool
     doc: str
+
+
+class MethodTable:
+    """Every method a server hosts, by path."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, Service] = {}
+        self.methods: dict[str, Method] = {}
+
+    def add(self, service: Service) -> None:
+        """Host `service`; a name already hosted raises ConfigError."""
+        methods = list(service_methods(service))  # checks `service` first
+        name = type(service).name
+        if name in self.services:
+            raise ConfigError(f"service {name!r} is already registered")
+        self.services[name] = service
+        self.methods.update((m.path, m) for m in methods)
+
+    def lookup(self, path: str) -> Method:
+        """The method at `path`; raises MethodNotFound saying whether the service or method is unknown."""
+        method = self.methods.get(path)
+        if method is not None:
+            return method
+        service = path.split("/")[1] if path.count("/") == 2 and path.startswith("/") else None
+        if service in self.services:
+            raise MethodNotFound(f"service {service!r} has no method {path.rsplit('/', 1)[1]!r}")
+        if service is None:
+            raise MethodNotFound(f"malformed method path {path!r}: expected /<service>/<method>")
+        raise MethodNotFound(f"unknown service {service!r}; this server hosts {sorted(self.services)}")
 
 
 def service_methods(service: Service) -> Iterator[Method]:

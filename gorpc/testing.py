@@ -1,4 +1,5 @@
-"""Helpers for testing gorpc services: a loopback server/client pair, and a server in a subprocess."""
+"""Helpers for testing gorpc services: a server/client pair in memory or on loopback, and a server
+in a subprocess."""
 
 from __future__ import annotations
 
@@ -125,3 +126,17 @@ def _wait_for_serving(process: subprocess.Popen[str], output: list[str], timeout
         timer.cancel()
     process.wait()
     raise RuntimeError(f"server exited ({process.returncode}) before serving:\n{''.join(output)}")
+
+
+@contextlib.asynccontextmanager
+async def memory_pair(
+    *services: Service, server_options: dict[str, Any] | None = None, **client_options: Any
+) -> AsyncIterator[tuple[Server, Client]]:
+    """A started server hosting `services` on an in-process `memory:` address, and a client of it:
+    the whole call path (framing, dispatch, flow control) without a socket."""
+    from gorpc.memory import unique_name
+
+    server = Server(**{"address": f"memory:{unique_name('test')}", **(server_options or {})})
+    server.register(*services)
+    async with server, Client(server.address, **client_options) as client:
+        yield server, client

@@ -57,9 +57,8 @@ class ServiceInstance:
 
 
 @runtime_checkable
-class ResolverPlugin(Protocol):
-    """Service discovery. Server side: register on start, deregister on stop.
-    Client side: resolve a service name to nodes, and watch it for changes."""
+class Registry(Protocol):
+    """Service discovery, server side: a server registers on start and deregisters on stop."""
 
     async def register(self, instance: ServiceInstance) -> None:
         """Make `instance` findable (server start). Raise if the registry cannot be reached."""
@@ -68,6 +67,15 @@ class ResolverPlugin(Protocol):
     async def deregister(self, instance: ServiceInstance) -> None:
         """Stop `instance` being found (graceful stop, before draining)."""
         ...
+
+    async def close(self) -> None:
+        """Release connections (and whatever keeps registrations alive)."""
+        ...
+
+
+@runtime_checkable
+class Resolver(Protocol):
+    """Service discovery, client side: a service name to nodes, watched for changes."""
 
     async def resolve(self, service: str) -> Sequence[Node]:
         """The nodes of `service` now; an empty list if it has none."""
@@ -82,6 +90,11 @@ class ResolverPlugin(Protocol):
         ...
 
 
+# The kind of plugin the `gorpc.resolvers` entry-point group finds: it plays either role or both
+# (the consul plugins do both; a read-only DNS resolver would be a Resolver only).
+ResolverPlugin = Registry | Resolver
+
+
 @dataclass(frozen=True)
 class NodeStatus:
     """A node as a registry lists it, with its health: "passing", "warning", "critical" or "unknown"."""
@@ -91,7 +104,7 @@ class NodeStatus:
 
 
 @runtime_checkable
-class CatalogResolver(ResolverPlugin, Protocol):
+class CatalogResolver(Resolver, Protocol):
     """A resolver that can also list every service it knows (for `gorpc list`)."""
 
     async def catalog(self) -> Mapping[str, Sequence[NodeStatus]]:

@@ -102,7 +102,8 @@ async def test_tls_with_a_self_signed_certificate(tmp_path):
     async with server:
         async with Client(server.address, tls_ca=cert) as trusting:  # trusts exactly that certificate
             assert await trusting.call(HELLO, {"msg": "tls"}) == {"msg": "tls world"}
-            peer_cert = trusting._pool.get_open(server.address).transport.get_extra_info("peercert")
+            (connection,) = trusting.connections
+            peer_cert = connection.peer_certificate
             assert dict(x[0] for x in peer_cert["subject"])["commonName"] == "server"
         # Not trusted by the system's CAs: refused with a typed error, before any call is sent.
         async with Client(server.address, tls=True) as untrusting:

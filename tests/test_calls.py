@@ -40,7 +40,7 @@ async def test_calls_on_one_connection_complete_out_of_order(pair, greeter):
     assert await client.call("/helloworld.Greeter/SayHello", {"msg": "fast"}) == {"msg": "fast world"}
     assert not slow.done()
     assert await slow == "slept"
-    assert len(client._pool._all) == 1  # both calls shared one connection
+    assert len(client.connections) == 1  # both calls shared one connection
 
 
 async def test_many_calls_in_flight_get_their_own_replies(client):

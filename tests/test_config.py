@@ -115,7 +115,7 @@ def test_plugin_objects_are_passed_through(tmp_path):
     server = Server(address="127.0.0.1:0", resolver=resolver, tracer=tracing)
     client = Client("127.0.0.1:1", codec=JsonCodec(), tracer=tracing)
     assert server.tracing is tracing and client.tracing is tracing
-    assert client._codec.name == "json"
+    assert client.codec.name == "json"
 
 
 def test_keyword_plugin_options_merge_into_the_files_per_option(tmp_path):

@@ -122,9 +122,8 @@ async def test_many_missed_deadlines_cancel_every_handler_and_leave_nothing_behi
     assert all(isinstance(r, DeadlineExceeded) for r in results)
     assert time.monotonic() - started < 5  # every handler would take 30 s
     (conn,) = server.connections
-    (client_conn,) = client._pool._all
     await eventually(lambda: greeter.cancellations == 100 and conn.running == 0)
-    assert not conn.calls and not client_conn.pending
+    assert not conn.tasks() and [c.calls_in_flight for c in client.connections] == [0]
     assert len(asyncio.all_tasks()) == tasks_before
     assert await client.call("/helloworld.Greeter/Echo", "after") == "after"
 
@@ -215,7 +214,7 @@ async def test_oversized_request_is_refused_by_the_server_and_the_connection_sur
         with pytest.raises(MessageTooLarge, match="over the server's 1024-byte limit"):
             await client.call("/helloworld.Greeter/Echo", b"x" * 100_000)
         assert await client.call("/helloworld.Greeter/Echo", b"small") == b"small"
-        assert len(client._pool._all) == 1
+        assert len(client.connections) == 1
 
 
 async def test_oversized_request_is_refused_by_the_client_before_sending(greeter):
@@ -265,11 +264,11 @@ async def test_idle_connection_is_kept_alive_by_heartbeats(greeter):
     options = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.2}
     async with loopback(greeter, server_options=options, **options) as (_, client):
         assert await client.call("/helloworld.Greeter/Echo", 1) == 1
-        (conn,) = client._pool._all
+        (conn,) = client.connections
         await asyncio.sleep(1.0)  # the scenario: idle for five heartbeat timeouts
-        assert conn.is_open
+        assert client.connections == [conn]  # the same connection, still open, nothing in flight
         assert await client.call("/helloworld.Greeter/Echo", 2) == 2
-        assert client._pool._all == {conn}
+        assert [c.local for c in client.connections] == [conn.local]
 
 
 async def test_reply_from_unknown_server_codec_is_a_protocol_error():

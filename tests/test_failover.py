@@ -147,22 +147,6 @@ def test_the_unprocessed_mark_is_its_own_flag_not_the_error_type():
 
 
 @pytest.mark.asyncio
-async def test_a_stopping_server_refuses_new_requests_as_unprocessed(started_server, greeter):
-    async with Client(started_server.address) as client:
-        sleeping = asyncio.ensure_future(client.call("/helloworld.Greeter/Sleep", 30))
-        await greeter.started.wait()
-        conn = client._pool.get_open(started_server.address)
-        stopping = asyncio.ensure_future(started_server.stop(grace=5))
-        # Once the server has said GOAWAY, send on the old connection anyway.
-        await eventually(lambda: conn.going_away)
-        with pytest.raises(Unavailable) as info:
-            await client._exchange(conn, CallContext("/helloworld.Greeter/SayHello"), 0, b"\x80")
-        assert info.value.unprocessed
-        sleeping.cancel()
-        await stopping
-
-
-@pytest.mark.asyncio
 async def test_an_ejected_node_comes_back_after_its_ejection():
     address = f"127.0.0.1:{free_port()}"
     other = await start(Where("other"))
@@ -244,20 +228,6 @@ async def test_a_closing_server_says_which_request_it_took_last(started_server):
     await stopping
     writer.close()
     assert [(f.type, f.request_id) for f in frames] == [(MessageType.GOAWAY, 0), (MessageType.GOAWAY, 7)]
-
-
-@pytest.mark.asyncio
-async def test_requests_past_the_last_taken_one_fail_as_unprocessed(started_server):
-    async with Client(started_server.address) as client:
-        conn = await client._pool.connect(started_server.address)
-        taken, _ = conn.request(b"\x90", b"", flags=0, codec=1)
-        unread, _ = conn.request(b"\x90", b"", flags=0, codec=1)
-        futures = dict(conn.pending)
-        conn.goaway_received(last_request_id=taken)
-        conn.lost(ConnectionResetError("reset by peer"))
-    assert not futures[taken].exception().unprocessed
-    assert futures[unread].exception().unprocessed
-    assert "before the server read the request" in str(futures[unread].exception())
 
 
 class Payload:

@@ -81,7 +81,7 @@ class ServerThread:
         return {
             "connections": len(conns),
             "running": sum(c.running for c in conns),
-            "held": sum(len(c.held) for c in conns),
+            "held": sum(c.held for c in conns),
             "tasks": len(asyncio.all_tasks()),
         }
 

@@ -93,9 +93,10 @@ async def test_client_close_closes_its_connections(pair):
     server, _ = pair
     client = Client(server.address)
     await client.call("/helloworld.Greeter/Echo", 1)
-    (conn,) = client._pool._all
+    assert [c.state for c in client.connections] == ["open"]
     await client.close()
-    assert conn.closed.done()
+    assert client.connections == []
+    await eventually(lambda: not server.connections)  # the server saw it close
     with pytest.raises(RuntimeError, match="closed"):
         await client.call("/helloworld.Greeter/Echo", 1)
 

@@ -102,9 +102,8 @@ async def test_backpressure_reaches_the_caller_who_waits_instead_of_buffering():
         payload = b"x" * size
         calls = [asyncio.ensure_future(client.call("/test.Gate/Wait", payload)) for _ in range(count)]
         await eventually(lambda: gate.running == 1)
-        (client_conn,) = client._pool._all
-        await eventually(lambda: not client_conn.writable)
-        buffered = client_conn.transport.get_write_buffer_size()
+        await eventually(lambda: not client.connections[0].writable)
+        buffered = client.connections[0].write_buffered
         # The rest of the 64 MiB waits in the callers (unencoded frames are never queued).
         assert buffered < 16 * MiB
         gate.open.set()
@@ -124,7 +123,7 @@ async def test_a_client_that_never_reads_cannot_grow_server_memory_without_bound
         writer.write(b"".join(request(rid, "/helloworld.Greeter/Big", reply) for rid in range(1, sent + 1)))
         conn = only(server.connections)
         await eventually(lambda: not conn.writable and conn.reading_paused and conn.running == 0)
-        started, held = conn.last_request_id, len(conn.held)
+        started, held = conn.last_request_id, conn.held
         buffered = conn.transport.get_write_buffer_size()
         cap = server.config.max_concurrent_calls
         assert started < sent

@@ -114,7 +114,7 @@ async def test_with_tracing_off_nothing_is_added_to_the_call(pair):
     assert server.config.tracer == client.config.tracer == "noop"
     reply = await client.call("/helloworld.Greeter/Context", None)
     assert reply["metadata"] == {}  # no trace headers travel
-    assert client._chain == client._invoke_direct  # no interceptor on the call path at all
+    assert client.interceptors == ()  # no interceptor on the call path at all
 
 
 @pytest.mark.asyncio

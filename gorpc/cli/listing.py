@@ -60,13 +60,14 @@ def _config(args: argparse.Namespace) -> ClientConfig:
 
 
 async def _catalog(config: ClientConfig) -> Mapping[str, Sequence[NodeStatus]]:
-    resolver = make_resolver(config)
+    made = make_resolver(config)
     try:
+        resolver = made.plugin
         if not isinstance(resolver, CatalogResolver):
             raise ConfigError(f"the {config.resolver!r} resolver cannot list its services")
         return await resolver.catalog()
     finally:
-        await resolver.close()
+        await made.close()
 
 
 def _as_dict(status: NodeStatus) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 `helloworld.Greeter` is asked for as `helloworld-greeter.service[.<datacenter>].consul` (see
 `dns_label`); Consul answers with passing instances only. DNS has no blocking queries, so `watch`
-asks again every `dns_poll_interval` seconds. Registration is the `consul` resolver's.
+asks again every `dns_poll_interval` seconds. Registration (and `catalog`) are the `consul`
+resolver's: this plugin holds one and hands those calls to it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import dns.rdatatype
 import dns.resolver
 
 from gorpc.address import TcpAddress
-from gorpc.types import Node
+from gorpc.types import Node, NodeStatus, ServiceInstance
 from gorpc_consul.errors import ConsulError
 from gorpc_consul.names import dns_label
 from gorpc_consul.options import tcp_option
@@ -28,18 +29,31 @@ from gorpc_consul.watching import Pauses, RestartGuard
 logger = logging.getLogger("gorpc.consul")
 
 
-class ConsulDnsResolver(ConsulResolver):
+class ConsulDnsResolver:
     """Registers like `consul`; resolves over DNS, so only instances passing their checks are used."""
 
-    table = "plugins.consul_dns"
-
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        super().__init__(options)
+        self._consul = ConsulResolver(options, table="plugins.consul_dns")
+        self.options = self._consul.options
+        self._last: dict[str, list[Node]] = {}  # what each service's watch last reported
         server = tcp_option(self.options.dns_address, "dns_address")
         self._dns = dns.asyncresolver.Resolver(configure=False)
         self._dns.nameservers = [server.host]
         self._dns.port = server.port
         self._dns.lifetime = self.options.request_timeout
+
+    async def register(self, instance: ServiceInstance) -> None:
+        await self._consul.register(instance)
+
+    async def deregister(self, instance: ServiceInstance) -> None:
+        await self._consul.deregister(instance)
+
+    async def catalog(self) -> dict[str, list[NodeStatus]]:
+        """As the `consul` resolver lists them (Consul's catalog and the KV keys)."""
+        return await self._consul.catalog()
+
+    async def close(self) -> None:
+        await self._consul.close()
 
     def query_name(self, service: str) -> str:
         """The SRV name asked for `service`."""

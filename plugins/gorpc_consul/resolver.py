@@ -30,10 +30,9 @@ class ConsulResolver:
     blocking queries, so a change reaches clients as soon as Consul has it.
     """
 
-    table = "plugins.consul"  # the config table named in option errors
-
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        self.options = ConsulOptions.from_mapping(options or {}, self.table)
+    def __init__(self, options: Mapping[str, Any] | None = None, *, table: str = "plugins.consul") -> None:
+        # `table` names the config table in option errors (consul_dns passes its own).
+        self.options = ConsulOptions.from_mapping(options or {}, table)
         self._http = ConsulHTTP(self.options)
         self._registry = Registry(self._http)
         self._index: dict[str, int] = {}  # the index each service's last answer had
