@@ -35,7 +35,7 @@ def measure(kind: str, address: str, calls: int, concurrency: int, env: dict[str
     argv = [sys.executable, str(HERE / "loadgen.py"), kind, address, "--calls", str(calls)]
     argv += ["--concurrency", str(concurrency)]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True, timeout=600).stdout
-    return float(json.loads(out)["calls/s"])
+    return float(json.loads(out)["calls_per_s"])
 
 
 def main() -> None:

@@ -215,12 +215,11 @@ class Client:
         task = asyncio.current_task()
         assert task is not None
         cancel = task.cancel
-        registered = parent.add_dependent(cancel)
+        parent.add_dependent(cancel)
         try:
             return await self._chain(ctx, request)
         finally:
-            if registered:
-                parent.remove_dependent(cancel)
+            parent.remove_dependent(cancel)
 
     async def _invoke_direct(self, ctx: CallContext, request: Any) -> Any:
         """The end of the interceptor chain for a client of one address."""
@@ -230,7 +229,14 @@ class Client:
         conn = self._pool.get_open(self._direct)
         if conn is None:
             conn = await self._wait(self._pool.connect(self._direct), ctx)
-        return await self._exchange(conn, ctx, flags, body)
+        if ctx.oneway:
+            return await self._notify(conn, ctx, flags, body)
+        try:
+            frame = await self._send(conn, ctx, flags, body)
+        except (asyncio.CancelledError, ConnectionFailed):
+            self._raise_if_closed()  # close() cut the wait for room to write short
+            raise
+        return self._decode_reply(ctx, frame)
 
     async def _invoke_resolved(self, ctx: CallContext, request: Any) -> Any:
         """The end of the chain for a resolved service: pick a node, call it, and on failure try
@@ -255,7 +261,14 @@ class Client:
                     if conn is None:
                         conn = await self._wait(self._pool.connect(node.address), ctx)
                         self._ejections.restore(node.address)
-                    return await self._exchange(conn, ctx, flags, body)
+                    if ctx.oneway:
+                        return await self._notify(conn, ctx, flags, body)
+                    try:
+                        frame = await self._send(conn, ctx, flags, body)
+                    except (asyncio.CancelledError, ConnectionFailed):
+                        self._raise_if_closed()
+                        raise
+                    return self._decode_reply(ctx, frame)
                 except Unavailable as exc:
                     reason = str(exc)  # the message, not the error: a kept log record keeps no traceback
                     if isinstance(exc, ConnectionFailed):
@@ -274,25 +287,23 @@ class Client:
             # reference cycle keeping the request (and all else here) alive until a GC pass.
             last_error = None
 
-    async def _exchange(self, conn: ClientConnection, ctx: CallContext, flags: int, body: bytes) -> Any:
-        """Send the request on `conn` and wait for its reply (or, for a one-way call, for the write)."""
+    def _send(self, conn: ClientConnection, ctx: CallContext, flags: int, body: bytes) -> Awaitable[Frame]:
+        """The connection's call for this request: its reply frame, awaited by the caller. A plain
+        function returning the awaitable: no coroutine frame of its own on the call path."""
         ctx.peer = conn.address
         remaining = None if ctx.deadline is None else ctx.deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded(f"{ctx.method}: deadline passed before the request was sent")
         head = pack_request_head(ctx.method, ctx.metadata, remaining)
-        if ctx.oneway:
-            conn.notify(head, body, flags=flags, codec=self._codec.id)
-            await conn.drain()
-            return None
-        try:
-            frame = await conn.call(
-                ctx.method, head, body, flags=flags, codec=self._codec.id, timeout=remaining
-            )
-        except (asyncio.CancelledError, ConnectionFailed):
-            self._raise_if_closed()  # close() cut the wait for room to write short
-            raise
-        return self._decode_reply(ctx, frame)
+        return conn.call(ctx.method, head, body, self._codec.id, flags, remaining)
+
+    async def _notify(self, conn: ClientConnection, ctx: CallContext, flags: int, body: bytes) -> None:
+        """Send a one-way request on `conn`; done once it is written (or buffered within limits)."""
+        ctx.peer = conn.address
+        conn.notify(
+            pack_request_head(ctx.method, ctx.metadata, None), body, flags=flags, codec=self._codec.id
+        )
+        await conn.drain()
 
     def _decode_reply(self, ctx: CallContext, frame: Frame) -> Any:
         code, message, type_name, metadata = unpack_response_head(frame.head)

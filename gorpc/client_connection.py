@@ -76,14 +76,16 @@ class ClientConnection(Connection):
     # -- calls ------------------------------------------------------------------------------------
 
     async def call(
-        self, method: str, head: bytes, body: bytes, *, flags: int, codec: int, timeout: float | None
+        self, method: str, head: bytes, body: bytes, codec: int, flags: int = 0, timeout: float | None = None
     ) -> Frame:
         """Send a request and return its response frame.
 
         Waits first while the server is not reading (backpressure). After `timeout` seconds raises
         DeadlineExceeded; a caller that gives up (cancels) gets the server told (CANCEL).
         """
-        check_size(len(head) + len(body), self._limit, "request")
+        size = len(head) + len(body)
+        if size > self._limit:
+            check_size(size, self._limit, "request")
         if not self.writable:
             await within(self._room_to_write(), timeout, method)
         if self.transport is None:
@@ -91,7 +93,7 @@ class ClientConnection(Connection):
         rid = self._new_request_id()
         future: asyncio.Future[Frame] = self._loop.create_future()
         self._pending[rid] = future
-        self.send(encode_header(REQUEST, rid, len(head), len(body), flags=flags, codec=codec), head, body)
+        self.send(encode_header(REQUEST, rid, len(head), len(body), flags, codec), head, body)
         try:
             if timeout is None:
                 return await future

@@ -69,7 +69,7 @@ _pack = HEADER.pack
 
 
 def encode_header(
-    msg_type: int, request_id: int, head_len: int, body_len: int, *, flags: int = 0, codec: int = 0
+    msg_type: int, request_id: int, head_len: int, body_len: int, flags: int = 0, codec: int = 0
 ) -> bytes:
     """The 20-byte header of a frame with this head and body length. The one place headers are made."""
     return _pack(MAGIC, VERSION, msg_type, flags, codec, 0, request_id, head_len, body_len)

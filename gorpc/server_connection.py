@@ -205,8 +205,7 @@ class ServerConnection(Connection):
     # -- CallHost: answering calls ----------------------------------------------------------------
 
     def reply(self, request_id: int, codec: int, flags: int, head: bytes, body: bytes) -> None:
-        header = encode_header(RESPONSE, request_id, len(head), len(body), flags=flags, codec=codec)
-        self.send(header, head, body)
+        self.send(encode_header(RESPONSE, request_id, len(head), len(body), flags, codec), head, body)
 
     def fail(self, request_id: int, error: RPCError, metadata: dict[str, Any] | None = None) -> None:
         type_name = wire_type_name(error)
