@@ -9,7 +9,7 @@ from typing import Any
 from gorpc import memory
 from gorpc.address import MemoryAddress, UnixAddress, parse_address
 from gorpc.client_connection import ClientConnection, ConnectionInfo
-from gorpc.exceptions import ConnectionFailed
+from gorpc.exceptions import ConfigError, ConnectionFailed
 
 
 class ConnectionPool:
@@ -64,6 +64,10 @@ class ConnectionPool:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 if isinstance(parsed, MemoryAddress):
+                    if self._ssl is not None:
+                        raise ConfigError(
+                            f"{address}: memory: addresses carry no TLS (nothing leaves the process)"
+                        )
                     _, conn = await memory.connect(parsed.name, factory)
                 elif isinstance(parsed, UnixAddress):
                     hostname = "localhost" if self._ssl is not None else None

@@ -17,7 +17,7 @@ from gorpc import memory, reflection
 from gorpc.address import MemoryAddress, TcpAddress, UnixAddress, parse_address
 from gorpc.config import ConfigSource, ServerConfig
 from gorpc.dispatch import Dispatcher
-from gorpc.exceptions import RPCError, Unavailable
+from gorpc.exceptions import ConfigError, RPCError, Unavailable
 from gorpc.plugins import all_codecs, as_registry, make_resolver, make_tracing
 from gorpc.runtime import loop_factory
 from gorpc.server_connection import ServerConnection
@@ -49,6 +49,10 @@ class Server:
         self.config = ServerConfig.load(config, address=address, **options)
         self._interceptors = list(interceptors)
         self._ssl = ssl if ssl is not None else self.config.ssl_context()
+        if self._ssl is not None and isinstance(parse_address(self.config.address), MemoryAddress):
+            raise ConfigError(
+                f"{self.config.address}: memory: addresses carry no TLS (nothing leaves the process)"
+            )
         self._table = MethodTable()
         # Plugins are made now, so a mistake in their [plugins.<name>] options is found here.
         self._tracing = make_tracing(self.config)

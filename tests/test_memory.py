@@ -292,3 +292,20 @@ async def test_a_client_with_propagation_off_does_not_inherit():
             deadlines = await caller.call("/hop.A/Go", {}, timeout=2.0)
         await inner.close()
     assert deadlines[0] is not None and deadlines[1] is None
+
+
+async def test_tls_on_a_memory_address_is_refused_not_ignored(tmp_path):
+    import trustme
+
+    from gorpc import ConfigError
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    with pytest.raises(ConfigError, match="memory: addresses carry no TLS"):
+        Server(address="memory:tls", tls_cert=str(cert_file), tls_key=str(key_file))
+    async with memory_pair(Greeter()) as (server, _), Client(server.address, tls=True) as client:
+        with pytest.raises(ConfigError, match="memory: addresses carry no TLS"):
+            await client.call(ECHO, 1)
