@@ -92,9 +92,10 @@ class Client:
         self._retry = RetryPolicy(cfg.fail_mode, cfg.retries, cfg.idempotent)
         invoke = self._invoke_direct if self._direct is not None else self._invoke_resolved
         self._chain = build_chain(self.interceptors, invoke)
+        self._balancers = make_balancer_factory(cfg.balancer)
         resolver = self._resolver.plugin if self._resolver is not None else None
         self.plugin_call_options = declared_call_options(
-            [resolver, self.tracing, make_balancer_factory(cfg.balancer), *self.interceptors]
+            [resolver, self.tracing, self._balancers, *self.interceptors]
         )
         self._closed = False
 
@@ -337,7 +338,7 @@ class Client:
     def _make_selector(self) -> Selector:
         assert self._resolver is not None, "resolved calls have a resolver"
         resolver = as_resolver(self._resolver.plugin, self.config)
-        self._selector = Selector(resolver, make_balancer_factory(self.config.balancer), self._ejections)
+        self._selector = Selector(resolver, self._balancers, self._ejections)
         return self._selector
 
     async def _wait(self, awaitable: Awaitable[T], ctx: CallContext) -> T:

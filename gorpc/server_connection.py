@@ -17,14 +17,13 @@ from gorpc.envelope import pack_response_head
 from gorpc.exceptions import (
     Cancelled,
     InternalError,
-    MessageTooLarge,
     ProtocolError,
     RPCError,
     Unavailable,
     is_unprocessed,
     wire_type_name,
 )
-from gorpc.frame import FLAG_UNPROCESSED, Frame, MessageType, OversizedFrame, encode_header
+from gorpc.frame import FLAG_UNPROCESSED, Frame, MessageType, OversizedFrame, encode_header, too_large
 from gorpc.protocol import GOAWAY, Connection
 
 logger = logging.getLogger("gorpc.server")
@@ -195,12 +194,7 @@ class ServerConnection(Connection):
         logger.warning("refused a %d-byte request from %s: over the size limit", frame.size, self.peer)
         if frame.type == ONEWAY:
             return
-        self.fail(
-            frame.request_id,
-            MessageTooLarge(
-                f"request of {frame.size} bytes is over the server's {self._decoder.max_size}-byte limit"
-            ),
-        )
+        self.fail(frame.request_id, too_large(frame.size, self._decoder.max_size, "request", "server's"))
 
     # -- CallHost: answering calls ----------------------------------------------------------------
 
