@@ -1,7 +1,8 @@
 """gorpc: a small, fast RPC framework for asyncio with pluggable discovery, balancing and tracing."""
 
-from gorpc.blocking import BlockingClient
+from gorpc.blocking import BlockingClient, BlockingReplyStream
 from gorpc.client import Client
+from gorpc.client_stream import ReplyStream
 from gorpc.config import ClientConfig, ServerConfig
 from gorpc.context import CallContext
 from gorpc.exceptions import (
@@ -24,6 +25,7 @@ from gorpc.exceptions import (
     Unauthenticated,
     Unavailable,
 )
+from gorpc.kinds import MethodKind
 from gorpc.server import Server
 from gorpc.service import Service
 from gorpc.types import (
@@ -42,6 +44,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Balancer",
     "BlockingClient",
+    "BlockingReplyStream",
     "CallContext",
     "Cancelled",
     "Client",
@@ -55,6 +58,7 @@ __all__ = [
     "InternalError",
     "InvalidRequest",
     "MessageTooLarge",
+    "MethodKind",
     "MethodNotFound",
     "Next",
     "NoNodesAvailable",
@@ -64,6 +68,7 @@ __all__ = [
     "ProtocolError",
     "RPCError",
     "RemoteError",
+    "ReplyStream",
     "ResolverPlugin",
     "Server",
     "ServerConfig",

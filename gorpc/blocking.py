@@ -2,6 +2,8 @@
 
 with BlockingClient("127.0.0.1:8000") as client:
     reply = client.call("/helloworld.Greeter/SayHello", {"msg": "hello"})
+    for feature in client.stream("/routeguide.RouteGuide/ListFeatures", area):
+        ...
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from gorpc.client import _UNSET, Client
+from gorpc.client_stream import ReplyStream
 from gorpc.config import ClientConfig
 from gorpc.context import Metadata
 from gorpc.runtime import loop_factory
@@ -42,17 +45,20 @@ class BlockingClient:
         method: str,
         request: Any = None,
         *,
+        requests: Iterable[Any] | None = None,
         timeout: float | None = _UNSET,
         metadata: Metadata | None = None,
         hash_key: str | bytes | int | None = None,
         idempotent: bool | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Call `method` and return its reply; the options and errors are `Client.call`'s."""
+        """Call `method` and return its reply; the options and errors are `Client.call`'s. With
+        `requests` (an ordinary iterable, read in a worker thread) the call is client-streaming."""
         return self._run(
             self._client.call(
                 method,
                 request,
+                requests=None if requests is None else _from_thread(requests),
                 timeout=timeout,
                 metadata=metadata,
                 hash_key=hash_key,
@@ -60,6 +66,32 @@ class BlockingClient:
                 options=options,
             )
         )
+
+    def stream(
+        self,
+        method: str,
+        request: Any = None,
+        *,
+        requests: Iterable[Any] | None = None,
+        timeout: float | None = _UNSET,
+        metadata: Metadata | None = None,
+        hash_key: str | bytes | int | None = None,
+        idempotent: bool | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> BlockingReplyStream:
+        """A stream call whose replies are an ordinary iterator (see `Client.stream`); `requests`
+        is an ordinary iterable, read in a worker thread so it may block."""
+        replies = self._client.stream(
+            method,
+            request,
+            requests=None if requests is None else _from_thread(requests),
+            timeout=timeout,
+            metadata=metadata,
+            hash_key=hash_key,
+            idempotent=idempotent,
+            options=options,
+        )
+        return BlockingReplyStream(replies, self._run)
 
     def notify(
         self,
@@ -74,6 +106,7 @@ class BlockingClient:
         self._run(self._client.notify(method, request, metadata=metadata, hash_key=hash_key, options=options))
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the client's loop and wait for it."""
         if self._closed:
             coro.close()
             raise RuntimeError("client is closed")
@@ -105,3 +138,59 @@ class BlockingClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class BlockingReplyStream(Iterator[Any]):
+    """A stream call's replies as an ordinary iterator; also a context manager. Leaving it or
+    `close()` before the end cancels the call."""
+
+    def __init__(self, replies: ReplyStream, run: Any) -> None:
+        self._replies = replies
+        self._run = run
+
+    @property
+    def response_metadata(self) -> dict[str, Any]:
+        return self._replies.response_metadata
+
+    def __iter__(self) -> Iterator[Any]:
+        # A generator, so that `break` cancels the call: Python closes a generator dropped unfinished.
+        try:
+            yield from _until_stopped(self)
+        finally:
+            self.close()
+
+    def __next__(self) -> Any:
+        try:
+            return self._run(self._replies.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        """Cancel the call if it is still running."""
+        self._run(self._replies.aclose())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _until_stopped(replies: BlockingReplyStream) -> Iterator[Any]:
+    while True:
+        try:
+            yield next(replies)
+        except StopIteration:
+            return
+
+
+_DONE = object()
+
+
+async def _from_thread(items: Iterable[Any]) -> AsyncIterator[Any]:
+    """An ordinary iterable as an async one, each item taken in a worker thread (it may block)."""
+    iterator = iter(items)
+    while (item := await asyncio.to_thread(next, iterator, _DONE)) is not _DONE:
+        yield item

@@ -8,16 +8,18 @@ the encoded request to that node's connection, which owns the call from there on
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl as ssl_module
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from gorpc.address import is_address
 from gorpc.balancers import HASH_KEY
 from gorpc.client_connection import ClientConnection, ConnectionInfo
+from gorpc.client_stream import ReplyStream, StreamCall
 from gorpc.config import ClientConfig, ConfigSource
 from gorpc.context import CallContext, Metadata, current_call
 from gorpc.deadline import within
@@ -37,12 +39,13 @@ from gorpc.failover import IDEMPOTENT, RetryPolicy
 from gorpc.frame import FLAG_UNPROCESSED, Frame
 from gorpc.health import Ejections
 from gorpc.interceptors import build_chain
+from gorpc.kinds import StreamMode
 from gorpc.payload import decode_body, encode_body
 from gorpc.plugins import as_resolver, make_balancer_factory, make_codec, make_resolver, make_tracing
 from gorpc.pool import ConnectionPool
 from gorpc.selector import Selector
 from gorpc.tracing import client_interceptor
-from gorpc.types import Codec, Interceptor, Node, TracingPlugin
+from gorpc.types import Codec, Interceptor, Next, Node, TracingPlugin
 
 logger = logging.getLogger("gorpc.client")
 
@@ -92,6 +95,7 @@ class Client:
         self._retry = RetryPolicy(cfg.fail_mode, cfg.retries, cfg.idempotent)
         invoke = self._invoke_direct if self._direct is not None else self._invoke_resolved
         self._chain = build_chain(self.interceptors, invoke)
+        self._stream_chain = build_chain(self.interceptors, self._invoke_stream)
         self._balancers = make_balancer_factory(cfg.balancer)
         resolver = self._resolver.plugin if self._resolver is not None else None
         self.plugin_call_options = declared_call_options(
@@ -121,6 +125,7 @@ class Client:
         method: str,
         request: Any = None,
         *,
+        requests: AsyncIterable[Any] | Iterable[Any] | None = None,
         timeout: float | None = _UNSET,
         metadata: Metadata | None = None,
         hash_key: str | bytes | int | None = None,
@@ -137,14 +142,55 @@ class Client:
         `hash_key` is for the consistent_hash balancer, `idempotent` for failover; `options`
         holds the per-call options that configured plugins declare (`plugin_call_options`).
         Any other option raises TypeError.
+
+        With `requests` (an async or plain iterable) the call is client-streaming: the requests
+        are sent as a stream, within the server's credit, and its one reply is returned.
         """
         ctx = self._context(method, timeout, metadata, propagate, False)
         if hash_key is not None or idempotent is not None or options:
             self._set_options(ctx, hash_key, idempotent, options)
+        chain = self._chain
+        if requests is not None:
+            if request is not None:
+                raise TypeError("pass either request or requests, not both")
+            ctx.mode = StreamMode.REQUESTS
+            chain, request = self._stream_chain, requests
         parent = ctx.parent
         if parent is None:
-            return await self._chain(ctx, request)
-        return await self._call_under(parent, ctx, request)
+            return await chain(ctx, request)
+        return await self._call_under(parent, ctx, request, chain)
+
+    def stream(
+        self,
+        method: str,
+        request: Any = None,
+        *,
+        requests: AsyncIterable[Any] | Iterable[Any] | None = None,
+        timeout: float | None = _UNSET,
+        metadata: Metadata | None = None,
+        hash_key: str | bytes | int | None = None,
+        idempotent: bool | None = None,
+        propagate: bool | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> ReplyStream:
+        """A stream call: `async for reply in client.stream(path, request)` (server-streaming), or
+        with `requests=` an iterable sent as the request stream (bidirectional; a client-streaming
+        method's one reply comes as a stream of one).
+
+        The options are `call`'s; `timeout` covers the whole stream. The call starts at the first
+        iteration; leaving `async with`, breaking out of the loop, or `aclose()` cancels it.
+        """
+        ctx = self._context(method, timeout, metadata, propagate, False)
+        if hash_key is not None or idempotent is not None or options:
+            self._set_options(ctx, hash_key, idempotent, options)
+        if requests is not None:
+            if request is not None:
+                raise TypeError("pass either request or requests, not both")
+            ctx.mode = StreamMode.REQUESTS | StreamMode.REPLIES
+            request = requests
+        else:
+            ctx.mode = StreamMode.REPLIES
+        return ReplyStream(self._stream_chain, ctx, request)
 
     async def notify(
         self,
@@ -211,14 +257,14 @@ class Client:
         if idempotent is not None:
             ctx.options[IDEMPOTENT] = idempotent
 
-    async def _call_under(self, parent: CallContext, ctx: CallContext, request: Any) -> Any:
+    async def _call_under(self, parent: CallContext, ctx: CallContext, request: Any, chain: Next) -> Any:
         """A call made under an incoming one: cancelled with it, even from another task."""
         task = asyncio.current_task()
         assert task is not None
         cancel = task.cancel
         parent.add_dependent(cancel)
         try:
-            return await self._chain(ctx, request)
+            return await chain(ctx, request)
         finally:
             parent.remove_dependent(cancel)
 
@@ -287,6 +333,78 @@ class Client:
             # The error's traceback holds this frame: a local still holding the error would be a
             # reference cycle keeping the request (and all else here) alive until a GC pass.
             last_error = None
+
+    async def _invoke_stream(self, ctx: CallContext, request: Any) -> Any:
+        """The end of the chain for stream calls: start the stream (on another node if it fails
+        before it started there, as the fail mode allows), then send the requests. Returns the
+        replies (an async iterator), or for a client-streaming call its one reply."""
+        streams_requests = bool(ctx.mode & StreamMode.REQUESTS)
+        flags, body = (0, b"") if streams_requests else self._encode(request)
+        call = await self._start_stream(ctx, flags, body)
+        if streams_requests:
+            call.send_requests(request)
+        if ctx.mode & StreamMode.REPLIES:
+            return call
+        return await call.one_reply()
+
+    async def _start_stream(self, ctx: CallContext, flags: int, body: bytes) -> StreamCall:
+        if self._direct is not None:
+            conn = self._pool.get_open(self._direct) or await self._connect_to(self._direct, ctx)
+            return await self._started(self._stream_call(conn, ctx, None), flags, body)
+        selector = self._selector or self._make_selector()
+        service = self.config.target or ctx.service
+        tried: list[str] = []
+        while True:
+            try:
+                node = selector.pick(service, ctx, tried)
+                if node is None:
+                    node = await self._wait(selector.select(service, ctx, tried), ctx)
+            except NoNodesAvailable:
+                if not tried:
+                    raise
+                raise Unavailable(f"{ctx.method}: every node tried ({', '.join(tried)}) failed") from None
+            done = functools.partial(selector.done, service, node, ctx)
+            try:
+                try:
+                    conn = self._pool.get_open(node.address) or await self._connect_to(node.address, ctx)
+                except BaseException:
+                    done()
+                    raise
+                return await self._started(self._stream_call(conn, ctx, done), flags, body)
+            except Unavailable as exc:
+                if isinstance(exc, ConnectionFailed):
+                    self._ejections.eject(node.address, str(exc))
+                if not self._retry.should_retry(exc, ctx, len(tried)):
+                    raise
+                tried.append(node.address)
+                logger.info("stream %s failed on %s (%s); trying another node", ctx.method, node.address, exc)
+
+    async def _connect_to(self, address: str, ctx: CallContext) -> ClientConnection:
+        conn = await self._wait(self._pool.connect(address), ctx)
+        self._ejections.restore(address)
+        return conn
+
+    def _stream_call(self, conn: ClientConnection, ctx: CallContext, on_close: Any) -> StreamCall:
+        return StreamCall(
+            conn,
+            ctx,
+            self._codec,
+            window=self.config.stream_window,
+            limit=self._limit,
+            encode=self._encode,
+            on_close=on_close,
+        )
+
+    @staticmethod
+    async def _started(call: StreamCall, flags: int, body: bytes) -> StreamCall:
+        """`call`, opened and started on the server; closed if that fails."""
+        try:
+            await call.open(flags, body)
+            await call.started()
+        except BaseException:
+            await call.aclose()
+            raise
+        return call
 
     def _send(self, conn: ClientConnection, ctx: CallContext, flags: int, body: bytes) -> Awaitable[Frame]:
         """The connection's call for this request: its reply frame, awaited by the caller. A plain

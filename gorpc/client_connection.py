@@ -15,6 +15,7 @@ from typing import Any
 from gorpc.deadline import within
 from gorpc.exceptions import Cancelled, ConnectionFailed, ProtocolError
 from gorpc.frame import (
+    FLAG_STREAM,
     MAX_REQUEST_ID,
     Frame,
     MessageType,
@@ -24,9 +25,11 @@ from gorpc.frame import (
     too_large,
 )
 from gorpc.protocol import Connection, local_name
+from gorpc.stream import Stream, Window
 
 REQUEST = MessageType.REQUEST.value
 RESPONSE = MessageType.RESPONSE.value
+MESSAGE = MessageType.MESSAGE.value
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class ConnectionInfo:
     peer: str  # the other end as the transport reports it
     local: str  # this end (a TCP connection's own port tells connections apart)
     state: str  # "open", "draining" (the server said GOAWAY; calls in flight finish) or "closed"
-    calls_in_flight: int
+    calls_in_flight: int  # streams included
     writable: bool  # False while the server is not reading what we send (backpressure)
     write_buffered: int  # bytes queued in the transport, not yet taken by the server
     peer_certificate: dict[str, Any] | None = None  # with TLS
@@ -50,6 +53,7 @@ class ClientConnection(Connection):
         super().__init__(**limits)
         self.address = address
         self._pending: dict[int, asyncio.Future[Frame]] = {}
+        self._streams: dict[int, Stream] = {}
         self._next_id = 0
         self._on_unusable = on_unusable
         self._last_taken: int | None = None  # from a closing server's final GOAWAY
@@ -67,7 +71,7 @@ class ClientConnection(Connection):
             peer=self.peer,
             local=local_name(transport) if transport is not None else "",
             state=state,
-            calls_in_flight=len(self._pending),
+            calls_in_flight=len(self._pending) + len(self._streams),
             writable=self.writable,
             write_buffered=transport.get_write_buffer_size() if transport is not None else 0,
             peer_certificate=transport.get_extra_info("peercert") if transport is not None else None,
@@ -104,8 +108,38 @@ class ClientConnection(Connection):
             raise
         finally:
             self._pending.pop(rid, None)
-            if self.going_away and not self._pending:
+            if self.going_away and not self._pending and not self._streams:
                 self.close()  # drained: the last call of a connection told to go away
+
+    async def open_stream(
+        self, method: str, head: bytes, body: bytes, codec: int, flags: int, window: Window
+    ) -> Stream:
+        """Send a stream request and return the call's stream. The caller ends it with `end_stream`."""
+        size = len(head) + len(body)
+        if size > self._limit:
+            check_size(size, self._limit, "request")
+        if not self.writable:
+            await self._room_to_write()
+        if self.transport is None:
+            raise ConnectionFailed(f"connection to {self.address} closed before sending", unprocessed=True)
+        rid = self._new_request_id()
+        stream = self._streams[rid] = Stream(self, rid, window)
+        stream.expect_window()  # the request head told the server our window
+        self.send(encode_header(REQUEST, rid, len(head), len(body), flags | FLAG_STREAM, codec), head, body)
+        return stream
+
+    def end_requests(self, stream: Stream) -> None:
+        """The caller has sent its last request message (END)."""
+        if stream.request_id in self._streams:
+            self.send(encode_header(MessageType.END, stream.request_id, 0, 0))
+
+    def end_stream(self, stream: Stream) -> None:
+        """The caller is done with `stream`: if the server has not ended it, it is told to (CANCEL)."""
+        if self._streams.pop(stream.request_id, None) is not None:
+            stream.fail(Cancelled("the stream was closed by its caller"))
+            self.send(encode_header(MessageType.CANCEL, stream.request_id, 0, 0))
+        if self.going_away and not self._pending and not self._streams:
+            self.close()
 
     def notify(self, head: bytes, body: bytes, *, flags: int, codec: int) -> None:
         """Send a one-way request: no request id is reserved and no reply comes."""
@@ -123,7 +157,9 @@ class ClientConnection(Connection):
 
     def _new_request_id(self) -> int:
         rid = self._next_id = (self._next_id + 1) & MAX_REQUEST_ID
-        while rid == 0 or rid in self._pending:  # wrapped around: 0 is for frames of no call
+        while (
+            rid == 0 or rid in self._pending or rid in self._streams
+        ):  # wrapped around: 0 is for frames of no call
             rid = self._next_id = (self._next_id + 1) & MAX_REQUEST_ID
         return rid
 
@@ -133,21 +169,43 @@ class ClientConnection(Connection):
         for future in pending.values():
             if not future.done():
                 future.set_exception(Cancelled(reason))
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            stream.fail(Cancelled(reason))
 
     # -- frames in --------------------------------------------------------------------------------
 
     def frame_received(self, frame: Frame) -> None:
-        if frame.type == RESPONSE:
+        msg_type = frame.type
+        if msg_type == RESPONSE:
             future = self._pending.pop(frame.request_id, None)
-            if future is not None and not future.done():
-                future.set_result(frame)
+            if future is not None:
+                if not future.done():
+                    future.set_result(frame)
+            elif frame.request_id in self._streams:
+                self._streams.pop(frame.request_id).peer_done(frame)
+                if self.going_away and not self._pending and not self._streams:
+                    self.close()
             # A response for a call that timed out or was cancelled is dropped.
-        elif frame.type in (REQUEST, MessageType.ONEWAY, MessageType.CANCEL):
+        elif msg_type == MESSAGE:
+            stream = self._streams.get(frame.request_id)
+            if stream is not None:  # else the caller has closed it: late messages are dropped
+                stream.message_received(frame)
+        elif msg_type == MessageType.WINDOW:
+            stream = self._streams.get(frame.request_id)
+            if stream is not None:
+                stream.credit_received(frame.body)
+        elif msg_type in (REQUEST, MessageType.ONEWAY, MessageType.CANCEL):
             raise ProtocolError(f"server {self.peer} sent a message type ({frame.type}) only clients send")
         else:
             super().frame_received(frame)
 
     def oversized_frame_received(self, frame: OversizedFrame) -> None:
+        stream = self._streams.get(frame.request_id)
+        if stream is not None and frame.type in (MESSAGE, RESPONSE):
+            stream.fail(too_large(frame.size, self._limit, "reply", "client's"))
+            self.end_stream(stream)
+            return
         future = self._pending.pop(frame.request_id, None)
         if frame.type != RESPONSE or future is None:
             super().oversized_frame_received(frame)
@@ -159,7 +217,7 @@ class ClientConnection(Connection):
         if last_request_id:
             self._last_taken = last_request_id
         self._on_unusable(self)
-        if not self._pending:
+        if not self._pending and not self._streams:
             self.close()
 
     def lost(self, exc: Exception | None) -> None:
@@ -174,3 +232,8 @@ class ClientConnection(Connection):
                 future.set_exception(
                     ConnectionFailed(f"connection to {self.address} lost{detail}", unprocessed=unread)
                 )
+        streams, self._streams = self._streams, {}
+        for rid, stream in streams.items():
+            unread = self._last_taken is not None and rid > self._last_taken
+            detail = " before the server read the request" if unread else reason
+            stream.fail(ConnectionFailed(f"connection to {self.address} lost{detail}", unprocessed=unread))

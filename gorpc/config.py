@@ -29,9 +29,10 @@ from gorpc.compression import CHOICES as COMPRESSION_CHOICES
 from gorpc.exceptions import ConfigError
 from gorpc.failover import FAIL_MODES
 from gorpc.option_types import check_option, field_types
+from gorpc.stream import Window
 
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
-MAX_FRAME_LENGTH = 0xFFFFFFFF  # head + body length fields are uint32
+MAX_FRAME_LENGTH = 0xFFFFFFFF  # head + body length fields are uint32 (so are stream windows)
 
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | None
 T = TypeVar("T")
@@ -44,6 +45,15 @@ class _CommonConfig:
     compression_threshold: int = 1024  # bodies shorter than this are sent uncompressed
     heartbeat_interval: float = 10.0  # ping a connection idle this long
     heartbeat_timeout: float = 30.0  # drop a connection silent this long
+    # Each stream's receive window: messages (and their bytes) the peer may send before we read them.
+    stream_window_messages: int = 128
+    stream_window_bytes: int = 256 * 1024
+
+    @property
+    def stream_window(self) -> Window:
+        """This side's receive window for each stream."""
+        return Window(self.stream_window_messages, self.stream_window_bytes)
+
     uvloop: bool = True  # used when installed
     resolver: Any = "static"  # a name, or a ResolverPlugin object
     tracer: Any = "noop"  # a name, or a TracingPlugin object; "noop": no tracing work at all
@@ -55,6 +65,13 @@ class _CommonConfig:
     def __post_init__(self) -> None:
         _require(0 < self.max_message_size <= MAX_FRAME_LENGTH, "max_message_size must be 1..4294967295")
         _require(self.compression_threshold >= 0, "compression_threshold must be >= 0")
+        _require(
+            0 < self.stream_window_messages <= MAX_FRAME_LENGTH,
+            "stream_window_messages must be 1..4294967295",
+        )
+        _require(
+            0 < self.stream_window_bytes <= MAX_FRAME_LENGTH, "stream_window_bytes must be 1..4294967295"
+        )
         _require(self.heartbeat_interval > 0, "heartbeat_interval must be > 0")
         _require(
             self.heartbeat_timeout > self.heartbeat_interval,
@@ -107,6 +124,8 @@ class ServerConfig(_CommonConfig):
     metadata: Mapping[str, str | int | float] = field(default_factory=dict)
     # Per connection; further requests wait unread, which slows the client down (TCP backpressure).
     max_concurrent_calls: int = 256
+    # Per connection; a stream opened beyond this is refused (UNAVAILABLE, unprocessed: retry elsewhere).
+    max_concurrent_streams: int = 1024
     reflection: bool = True  # serve gorpc.Reflection, which `gorpc describe` asks what this server offers
 
     def __post_init__(self) -> None:
@@ -117,6 +136,7 @@ class ServerConfig(_CommonConfig):
         _require(self.grace >= 0, "grace must be >= 0")
         _require(self.max_workers is None or self.max_workers > 0, "max_workers must be > 0")
         _require(self.max_concurrent_calls > 0, "max_concurrent_calls must be > 0")
+        _require(self.max_concurrent_streams > 0, "max_concurrent_streams must be > 0")
         object.__setattr__(self, "metadata", MappingProxyType({k: str(v) for k, v in self.metadata.items()}))
 
     def ssl_context(self) -> ssl.SSLContext | None:

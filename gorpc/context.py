@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gorpc.kinds import StreamMode
+
 Metadata = dict[str, Any]
 
 
@@ -27,6 +29,7 @@ class CallContext:
         "deadline",
         "metadata",
         "method",
+        "mode",
         "oneway",
         "options",
         "parent",
@@ -48,6 +51,9 @@ class CallContext:
         self.deadline = deadline
         self.peer = peer
         self.oneway = oneway
+        # How the call carries its messages: for a stream, the request an interceptor sees is an
+        # async iterator of requests (REQUESTS) and what `next` returns is one of replies (REPLIES).
+        self.mode = StreamMode.UNARY
         # Per-call options for plugins (a balancer's hash key, for one); never sent on the wire.
         self.options: dict[str, Any] = {}
         # Client side: the incoming call this one was made under (its deadline and cancellation

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from gorpc.context import CallContext, enter_call
 from gorpc.deadline import within
-from gorpc.envelope import pack_response_head, unpack_request_head
+from gorpc.envelope import pack_response_head, unpack_request_head, unpack_stream_head
 from gorpc.exceptions import (
     InternalError,
     InvalidRequest,
@@ -27,14 +27,18 @@ from gorpc.exceptions import (
 )
 from gorpc.frame import Frame, MessageType
 from gorpc.interceptors import build_chain
+from gorpc.kinds import MethodKind, mismatch_message
 from gorpc.payload import decode_body, encode_body
 from gorpc.server_connection import CallHost
-from gorpc.service import MethodTable
+from gorpc.server_stream import ReplySender, RequestStream, iterate_in_thread
+from gorpc.service import Method, MethodTable
+from gorpc.stream import Stream
 from gorpc.types import Codec, Interceptor
 
 logger = logging.getLogger("gorpc.server")
 
 ONEWAY = MessageType.ONEWAY.value
+UNARY = MethodKind.UNARY
 
 
 class Dispatcher:
@@ -96,6 +100,65 @@ class Dispatcher:
         finally:
             host.ended(rid, oneway)
 
+    async def run_stream(self, frame: Frame, stream: Stream, host: CallHost) -> None:
+        """Run a stream call: as `run`, with the requests, the replies or both going through `stream`.
+        The deadline covers the whole stream; the final RESPONSE carries the status."""
+        rid = frame.request_id
+        path = "?"
+        ctx: CallContext | None = None
+        try:
+            path, metadata, timeout, mode, window = unpack_stream_head(frame.head)
+            stream.add_credit(*window)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            ctx = CallContext(path, metadata, deadline, host.peer)
+            codec = self._codecs.get(frame.codec) or self._unknown_codec(frame.codec)
+            method = self._table.lookup(path)
+            if not method.kind.accepts(mode):
+                raise InvalidRequest(mismatch_message(path, method.kind))
+            ctx.mode = method.kind.mode
+            request = self._stream_request(frame, stream, codec, method)
+            enter_call(ctx)
+            work = self._stream_call(ctx, request, method, stream, codec, host, rid)
+            await (work if timeout is None else within(work, timeout, path))
+        except asyncio.CancelledError:
+            if ctx is not None:
+                ctx.cancel_dependents()
+            host.answer_cancelled(rid, path)
+            raise
+        except Exception as exc:
+            self._fail(host, rid, path, ctx, False, exc)  # see `run` on why this is a method
+        finally:
+            host.ended(rid, False)
+
+    def _stream_request(self, frame: Frame, stream: Stream, codec: Codec, method: Method) -> Any:
+        """The request as the handler takes it: decoded, or the stream of them (its window granted)."""
+        if method.kind.streams_requests:
+            stream.grant_window()  # the caller sends nothing until it has credit: now it may
+            return RequestStream(stream, codec, self._limit)
+        return decode_body(
+            codec, frame.flags, frame.body, limit=self._limit, error=InvalidRequest, what="request"
+        )
+
+    async def _stream_call(
+        self,
+        ctx: CallContext,
+        request: Any,
+        method: Method,
+        stream: Stream,
+        codec: Codec,
+        host: CallHost,
+        rid: int,
+    ) -> None:
+        result = await self._chain(ctx, request)
+        if method.kind.streams_replies:
+            await ReplySender(stream, codec, ctx, self._encode_reply).send_all(result)
+            # The end: status and trailing metadata, no body (so no codec).
+            host.reply(rid, 0, 0, pack_response_head(0, None, None, ctx.response_metadata), b"")
+        else:  # client-streaming: one reply, in the RESPONSE like a unary call's
+            head = pack_response_head(0, None, None, ctx.response_metadata)
+            flags, body = self._encode_reply(codec, result, len(head))
+            host.reply(rid, codec.id, flags, head, body)
+
     def _fail(
         self, host: CallHost, rid: int, path: str, ctx: CallContext | None, oneway: bool, exc: Exception
     ) -> None:
@@ -114,11 +177,24 @@ class Dispatcher:
         # A plain function returning the handler's awaitable: one coroutine frame less per call.
         method = self._table.methods.get(ctx.method) or self._table.lookup(ctx.method)
         args = (request, ctx) if method.takes_context else (request,)
+        if method.kind is not UNARY:
+            if not ctx.mode:  # a unary call to a streaming method
+                raise InvalidRequest(mismatch_message(ctx.method, method.kind))
+            return self._stream_handler(method, args)
         if method.is_async:
             return method.func(*args)  # type: ignore[no-any-return]
         # Plain `def` handlers run in the pool so they never block the loop; contextvars go with them.
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self._executor, contextvars.copy_context().run, method.func, *args)
+
+    def _stream_handler(self, method: Method, args: tuple[Any, ...]) -> Awaitable[Any]:
+        """What `next` gives a streaming call: its reply (client-streaming) or its replies."""
+        if method.kind is MethodKind.CLIENT_STREAMING:
+            return method.func(*args)  # type: ignore[no-any-return]
+        replies = method.func(*args)  # a generator object: nothing has run yet
+        if not method.is_async:
+            replies = iterate_in_thread(replies, self._executor)
+        return _ready(replies)
 
     def _unknown_codec(self, codec_id: int) -> NoReturn:
         known = {c.name: i for i, c in self._codecs.items()}
@@ -138,6 +214,10 @@ class Dispatcher:
             raise
         except Exception as exc:
             raise InternalError(f"cannot encode reply with codec {codec.name!r}: {exc}") from exc
+
+
+async def _ready(value: Any) -> Any:
+    return value
 
 
 def _as_rpc_error(exc: Exception, path: str) -> RPCError:

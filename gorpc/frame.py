@@ -28,7 +28,8 @@ MAX_REQUEST_ID = 0xFFFFFFFF
 
 FLAG_COMPRESSED = 0x01  # the body is zlib-compressed
 FLAG_UNPROCESSED = 0x02  # RESPONSE only: the request never reached a handler (safe to retry anywhere)
-# Bits 2-7 are reserved: sent as 0 and ignored on receipt (docs/protocol.md, "Frame").
+FLAG_STREAM = 0x04  # REQUEST only: the request opens a stream call (docs/protocol.md, "Streams")
+# Bits 3-7 are reserved: sent as 0 and ignored on receipt (docs/protocol.md, "Frame").
 
 
 class MessageType(enum.IntEnum):
@@ -41,6 +42,9 @@ class MessageType(enum.IntEnum):
     PONG = 5
     GOAWAY = 6  # the sender is stopping: send no new calls on this connection
     CANCEL = 7  # the caller gave up on request `request_id`
+    MESSAGE = 8  # one message of a stream call, either way
+    END = 9  # the caller has sent the last message of its request stream
+    WINDOW = 10  # the receiver grants the sender credit for more messages of a stream
 
 
 class Frame(NamedTuple):
@@ -66,6 +70,8 @@ class OversizedFrame(NamedTuple):
 
 
 _pack = HEADER.pack
+# A WINDOW frame's body: the messages and bytes of credit it grants.
+WINDOW_CREDIT = struct.Struct("!II")
 
 
 def encode_header(
@@ -73,6 +79,13 @@ def encode_header(
 ) -> bytes:
     """The 20-byte header of a frame with this head and body length. The one place headers are made."""
     return _pack(MAGIC, VERSION, msg_type, flags, codec, 0, request_id, head_len, body_len)
+
+
+def encode_window(request_id: int, messages: int, nbytes: int) -> bytes:
+    """A whole WINDOW frame granting stream `request_id` this much more credit."""
+    return _pack(MAGIC, VERSION, MessageType.WINDOW, 0, 0, 0, request_id, 0, WINDOW_CREDIT.size) + (
+        WINDOW_CREDIT.pack(messages, nbytes)
+    )
 
 
 def check_size(size: int, limit: int, what: str, whose: str = "") -> None:

@@ -27,7 +27,7 @@ def encode_body(
 
 
 def decode_body(
-    codec: Codec, flags: int, body: memoryview, *, limit: int, error: type[RPCError], what: str
+    codec: Codec, flags: int, body: bytes | memoryview, *, limit: int, error: type[RPCError], what: str
 ) -> Any:
     """The payload in `body`; a body that does not decode raises `error` naming the codec."""
     data: bytes | memoryview | None = None

@@ -28,8 +28,9 @@ class Reflection(Service):
         return self._hosted()
 
     async def Describe(self, service: str | None) -> list[dict[str, Any]]:
-        """Each hosted service, or only the one named, with its methods: name, path, signature,
-        docstring, and whether it runs on the event loop or in a thread."""
+        """Each hosted service, or only the one named, with its methods: name, path, kind (unary,
+        server-streaming, client-streaming, bidirectional), signature, docstring, and whether it
+        runs on the event loop or in a thread."""
         _expect(service, (str, type(None)), "Describe takes a service name (a string) or nil")
         hosted = self._hosted()
         if service is None:
@@ -63,6 +64,7 @@ def _method(method: Method) -> dict[str, Any]:
     return {
         "name": method.path.rsplit("/", 1)[1],
         "path": method.path,
+        "kind": method.kind.value,
         "signature": _signature(method),
         "doc": method.doc,
         "runs": "async" if method.is_async else "thread",

@@ -144,6 +144,8 @@ class Server:
         return ServerConnection(
             self._dispatcher,
             max_calls=cfg.max_concurrent_calls,
+            max_streams=cfg.max_concurrent_streams,
+            stream_window=cfg.stream_window,
             draining=self._stopping,
             on_open=self._connections.add,
             on_close=self._connections.discard,

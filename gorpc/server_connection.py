@@ -23,14 +23,24 @@ from gorpc.exceptions import (
     is_unprocessed,
     wire_type_name,
 )
-from gorpc.frame import FLAG_UNPROCESSED, Frame, MessageType, OversizedFrame, encode_header, too_large
+from gorpc.frame import (
+    FLAG_STREAM,
+    FLAG_UNPROCESSED,
+    Frame,
+    MessageType,
+    OversizedFrame,
+    encode_header,
+    too_large,
+)
 from gorpc.protocol import GOAWAY, Connection
+from gorpc.stream import Stream, Window
 
 logger = logging.getLogger("gorpc.server")
 
 REQUEST = MessageType.REQUEST.value
 ONEWAY = MessageType.ONEWAY.value
 RESPONSE = MessageType.RESPONSE.value
+MESSAGE = MessageType.MESSAGE.value
 
 
 class CallHost(Protocol):
@@ -64,6 +74,10 @@ class RequestHandler(Protocol):
 
     def run(self, frame: Frame, host: CallHost) -> Coroutine[Any, Any, None]: ...
 
+    def run_stream(self, frame: Frame, stream: Stream, host: CallHost) -> Coroutine[Any, Any, None]:
+        """Run a stream call opened by `frame`; its messages come and go through `stream`."""
+        ...
+
 
 class ServerConnection(Connection):
     """A server's side of one client connection.
@@ -72,6 +86,10 @@ class ServerConnection(Connection):
     client is not reading its replies. Requests beyond that wait unstarted (no more than one read
     returned) and the connection stops reading, so the client's further requests wait in TCP
     buffers and then in the client. The server's memory stays bounded whatever a client does.
+
+    Streams are counted apart (at most `max_streams`, further ones refused) and never make the
+    connection stop reading: a running stream may be waiting for the very frames behind the held
+    requests. Their own memory is bounded by their windows.
     """
 
     def __init__(
@@ -79,6 +97,8 @@ class ServerConnection(Connection):
         handler: RequestHandler,
         *,
         max_calls: int,
+        max_streams: int,
+        stream_window: Window,
         draining: bool,
         on_open: Callable[[ServerConnection], None],
         on_close: Callable[[ServerConnection], None],
@@ -88,11 +108,14 @@ class ServerConnection(Connection):
         super().__init__(**limits)
         self._handler = handler
         self._max_calls = max_calls
+        self._max_streams = max_streams
+        self._stream_window = stream_window
         self._draining = draining  # GOAWAY sent: new requests are refused as unprocessed
         self._on_open = on_open
         self._on_close = on_close
         self._on_oneway = on_oneway  # one-way calls outlive their connection: the server tracks them
-        self._calls: dict[int, asyncio.Task[None]] = {}
+        self._calls: dict[int, asyncio.Task[None]] = {}  # streams' tasks included
+        self._streams: dict[int, Stream] = {}
         self._oneway: set[asyncio.Task[None]] = set()
         self._held: collections.deque[Frame] = collections.deque()  # requests read, not started
         self._last_request_id = 0  # sent in the final GOAWAY: later requests were never read
@@ -101,8 +124,13 @@ class ServerConnection(Connection):
 
     @property
     def running(self) -> int:
-        """Calls running now, one-way ones included."""
-        return len(self._calls) + len(self._oneway)
+        """Calls running now, one-way ones included, streams not."""
+        return len(self._calls) - len(self._streams) + len(self._oneway)
+
+    @property
+    def streams(self) -> int:
+        """Stream calls running now."""
+        return len(self._streams)
 
     @property
     def held(self) -> int:
@@ -130,12 +158,26 @@ class ServerConnection(Connection):
 
     def frame_received(self, frame: Frame) -> None:
         msg_type = frame.type
-        if msg_type in (REQUEST, ONEWAY):
+        if msg_type == MESSAGE:
+            stream = self._streams.get(frame.request_id)
+            if stream is not None:  # else the call has ended: its late messages are dropped
+                stream.message_received(frame)
+        elif msg_type == REQUEST and frame.flags & FLAG_STREAM:
+            self._open_stream(frame)
+        elif msg_type in (REQUEST, ONEWAY):
             if self._held or self.running >= self._max_calls or not self.writable:
                 self._held.append(frame)
                 self.pause_reading()
             else:
                 self._start(frame)
+        elif msg_type == MessageType.WINDOW:
+            stream = self._streams.get(frame.request_id)
+            if stream is not None:
+                stream.credit_received(frame.body)
+        elif msg_type == MessageType.END:
+            stream = self._streams.get(frame.request_id)
+            if stream is not None:
+                stream.peer_done()
         elif msg_type == MessageType.CANCEL:
             self._cancel(frame.request_id)
         elif msg_type in (MessageType.RESPONSE, MessageType.GOAWAY):
@@ -160,6 +202,26 @@ class ServerConnection(Connection):
             self._on_oneway(task)
         else:
             self._calls[rid] = task  # removed when the call ends (see `ended`)
+
+    def _open_stream(self, frame: Frame) -> None:
+        """Start a stream call (or refuse it: draining, or too many streams)."""
+        rid = frame.request_id
+        self._last_request_id = rid
+        if rid in self._calls:
+            raise ProtocolError(f"request id {rid} is already in flight on this connection")
+        if self._draining:
+            self.fail(rid, Unavailable("server is stopping; retry on another instance", unprocessed=True))
+        elif len(self._streams) >= self._max_streams:
+            self.fail(
+                rid,
+                Unavailable(
+                    f"{len(self._streams)} streams are open on this connection (max_concurrent_streams)",
+                    unprocessed=True,
+                ),
+            )
+        else:
+            stream = self._streams[rid] = Stream(self, rid, self._stream_window)
+            self._calls[rid] = self._loop.create_task(self._handler.run_stream(frame, stream, self))
 
     def _cancel(self, rid: int) -> None:
         task = self._calls.get(rid)
@@ -189,6 +251,10 @@ class ServerConnection(Connection):
         self._release()
 
     def oversized_frame_received(self, frame: OversizedFrame) -> None:
+        if frame.type == MESSAGE and frame.request_id in self._streams:
+            error = too_large(frame.size, self._decoder.max_size, "request message", "server's")
+            self._streams[frame.request_id].fail(error)  # the handler's next read raises it
+            return
         if frame.type not in (REQUEST, ONEWAY):
             super().oversized_frame_received(frame)
         logger.warning("refused a %d-byte request from %s: over the size limit", frame.size, self.peer)
@@ -227,6 +293,9 @@ class ServerConnection(Connection):
             self._oneway.discard(asyncio.current_task())
         else:
             self._calls.pop(request_id, None)
+            stream = self._streams.pop(request_id, None)
+            if stream is not None:
+                stream.fail(Cancelled("the call has ended"))  # wakes whatever still waits on it
         if self.reading_paused:
             self._release()
 
@@ -246,6 +315,8 @@ class ServerConnection(Connection):
     def lost(self, exc: Exception | None) -> None:
         self._on_close(self)
         self._held.clear()
+        for stream in self._streams.values():
+            stream.fail(Unavailable(f"connection from {self.peer} lost"))
         # Nobody is left to read these replies; stop the work.
         for task in self._calls.values():
             task.cancel()

@@ -3,12 +3,15 @@ table of every method a server hosts."""
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from gorpc.exceptions import ConfigError, MethodNotFound
+from gorpc.kinds import MethodKind
 
 
 class Service:
@@ -17,6 +20,10 @@ class Service:
     Each public method is one RPC method. It takes the request, and optionally a second parameter
     for the `CallContext`. `async def` methods run on the event loop; plain `def` methods run in the
     server's thread pool, so they may block without stalling other calls.
+
+    The signature makes the method's kind: an async generator (or a plain generator, iterated in
+    the thread pool) streams its replies; a request parameter annotated `AsyncIterator[T]` or
+    `AsyncIterable[T]` receives the caller's stream of requests.
     """
 
     name: ClassVar[str]
@@ -34,8 +41,9 @@ class Method:
     path: str
     func: Callable[..., Any]
     takes_context: bool
-    is_async: bool
+    is_async: bool  # runs on the event loop (else in the thread pool)
     doc: str
+    kind: MethodKind = MethodKind.UNARY
 
 
 class MethodTable:
@@ -91,10 +99,41 @@ def _method(path: str, func: Callable[..., Any]) -> Method:
     ]
     if len(params) not in (1, 2):
         raise ConfigError(f"{path}: a handler takes (request) or (request, context), not {len(params)} args")
+    streams_in = _is_stream_annotation(_request_annotation(func, params[0].name))
+    streams_out = inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func)
+    runs_on_loop = inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
+    if streams_in and not runs_on_loop:
+        raise ConfigError(f"{path}: a handler that receives a request stream must be `async def`")
+    kinds = {
+        (False, False): MethodKind.UNARY,
+        (False, True): MethodKind.SERVER_STREAMING,
+        (True, False): MethodKind.CLIENT_STREAMING,
+        (True, True): MethodKind.BIDIRECTIONAL,
+    }
     return Method(
         path=path,
         func=func,
         takes_context=len(params) == 2,
-        is_async=inspect.iscoroutinefunction(func),
+        is_async=runs_on_loop,
         doc=inspect.getdoc(func) or "",
+        kind=kinds[streams_in, streams_out],
     )
+
+
+def _request_annotation(func: Callable[..., Any], name: str) -> Any:
+    """The request parameter's annotation, evaluated when it can be (`from __future__ import
+    annotations` makes every annotation a string)."""
+    try:
+        return typing.get_type_hints(func).get(name)
+    except Exception:  # a name only a type checker sees: fall back to the text
+        return inspect.signature(func).parameters[name].annotation
+
+
+_STREAM_TYPES = (collections.abc.AsyncIterator, collections.abc.AsyncIterable)
+
+
+def _is_stream_annotation(annotation: Any) -> bool:
+    """AsyncIterator[T] or AsyncIterable[T], from collections.abc or typing, bare or parameterised."""
+    if isinstance(annotation, str):  # unevaluated: judge by the name
+        return annotation.split("[", 1)[0].rsplit(".", 1)[-1] in ("AsyncIterator", "AsyncIterable")
+    return annotation in _STREAM_TYPES or typing.get_origin(annotation) in _STREAM_TYPES

@@ -5,14 +5,18 @@ into the request metadata; the server extracts it and runs the handler inside a 
 follow asyncio context (the tracer's scope manager must be contextvars-based), so calls a handler
 makes are children of its span. With no tracer (`noop`, the default) no interceptor is added and
 the call path does no tracing work. `opentracing` is imported only when a tracer is in use.
+
+A stream call is one span on each side, from its start until its last reply (or its error); the
+number of replies is tagged on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gorpc.context import CallContext
+from gorpc.kinds import StreamMode
 from gorpc.types import Interceptor, Next
 
 if TYPE_CHECKING:
@@ -40,21 +44,26 @@ def client_interceptor(tracer: opentracing.Tracer) -> Interceptor:
         span_tags = {tags.SPAN_KIND: tags.SPAN_KIND_RPC_CLIENT, tags.COMPONENT: COMPONENT}
         # Closed by hand, not with `with`: a Scope's __exit__ would log the error a second time,
         # with the exception object itself, which OpenTelemetry cannot store.
-        scope = tracer.start_active_span(ctx.method, tags=span_tags)
+        streams_replies = bool(ctx.mode & StreamMode.REPLIES)
+        # A stream's span outlives this scope: it ends with the stream (see `_traced_replies`).
+        scope = tracer.start_active_span(ctx.method, tags=span_tags, finish_on_close=not streams_replies)
         span = scope.span
         try:
             carrier: dict[str, str] = {}
             tracer.inject(span.context, Format.TEXT_MAP, carrier)
             ctx.metadata.update(carrier)
             span.set_tag("peer.service", ctx.service)
-            return await call_next(ctx, request)
+            reply = await call_next(ctx, request)
         except BaseException as exc:
             _mark_error(span, exc)
+            if streams_replies:
+                span.finish()
             raise
         finally:
             if ctx.peer:
                 span.set_tag(tags.PEER_ADDRESS, ctx.peer)
             scope.close()
+        return _traced_replies(reply, span, span.finish) if streams_replies else reply
 
     return trace_client_call
 
@@ -77,14 +86,42 @@ def server_interceptor(tracer: opentracing.Tracer) -> Interceptor:
         }
         scope = tracer.start_active_span(ctx.method, child_of=parent, tags=span_tags)
         try:
-            return await call_next(ctx, request)
+            reply = await call_next(ctx, request)
         except BaseException as exc:
             _mark_error(scope.span, exc)
-            raise
-        finally:
             scope.close()
+            raise
+        if ctx.mode & StreamMode.REPLIES:
+            # Iterated in this task, so the span stays active while the handler makes its replies.
+            return _traced_replies(reply, scope.span, scope.close)
+        scope.close()
+        return reply
 
     return trace_server_call
+
+
+async def _traced_replies(
+    replies: AsyncIterator[Any], span: opentracing.Span, end: Callable[[], object]
+) -> AsyncIterator[Any]:
+    """`replies`, with `span` ended (by `end`) after the last one or the stream's error."""
+    count = 0
+    try:
+        async for reply in replies:
+            count += 1
+            yield reply
+    except GeneratorExit:  # the caller stopped reading early: not an error
+        raise
+    except BaseException as exc:
+        _mark_error(span, exc)
+        raise
+    finally:
+        span.set_tag("rpc.stream.replies", count)
+        aclose = getattr(replies, "aclose", None)
+        try:
+            if aclose is not None:
+                await aclose()
+        finally:
+            end()
 
 
 def _mark_error(span: opentracing.Span, exc: BaseException) -> None:

@@ -167,6 +167,7 @@ def test_describe_as_json_and_for_one_service(shop):
     assert echo == {
         "name": "Echo",
         "path": "/test.Shop/Echo",
+        "kind": "unary",
         "signature": "(req: object) -> object",
         "doc": "Answers with the request itself.",
         "runs": "async",
@@ -288,3 +289,43 @@ def test_list_shows_consul_services_nodes_metadata_and_health(tmp_path):
             asyncio.run(eventually(lambda: health_of_the_killed() == "critical", timeout=30, interval=0.2))
         down = gorpc("list", "--consul", f"127.0.0.1:{free_port()}")
         assert down.returncode == 4 and "unreachable" in down.stderr
+
+
+# -- streams --------------------------------------------------------------------------------------
+
+TICKER = "tests.stream_service:Ticker"
+
+
+@pytest.fixture(scope="module")
+def ticker() -> Iterator[str]:
+    with serve(TICKER, "--address", "127.0.0.1:0") as server:
+        yield server.address
+
+
+def test_call_prints_a_server_stream_as_json_lines(ticker):
+    done = gorpc("call", ticker, "/test.Ticker/Ticks", "3")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "0\n1\n2\n", "")
+
+
+def test_call_sends_standard_inputs_json_lines_as_the_request_stream(ticker):
+    lines = "1\n2.5\n\n3\n"  # a blank line is skipped
+    done = gorpc("call", ticker, "/test.Ticker/Total", "--requests-from-stdin", stdin=lines)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "6.5\n", "")
+    done = gorpc("call", ticker, "/test.Ticker/Upper", "--requests-from-stdin", stdin='"a"\n"b"\n')
+    assert (done.returncode, done.stdout) == (0, '"A"\n"B"\n')
+    bad = gorpc("call", ticker, "/test.Ticker/Upper", "--requests-from-stdin", stdin='"a"\nnot json\n')
+    assert bad.returncode != 0 and "line 2 is not valid JSON" in bad.stderr
+
+
+def test_call_of_a_stream_without_reflection_needs_the_stream_flag():
+    with serve(TICKER, "--address", "127.0.0.1:0", "--no-reflection") as server:
+        plain = gorpc("call", server.address, "/test.Ticker/Ticks", "2")
+        assert plain.returncode != 0 and "server-streaming method" in plain.stderr
+        done = gorpc("call", server.address, "/test.Ticker/Ticks", "2", "--stream")
+        assert (done.returncode, done.stdout) == (0, "0\n1\n")
+
+
+def test_describe_shows_each_streaming_methods_kind(ticker):
+    done = gorpc("describe", ticker)
+    assert "Ticks(n: int) -> collections.abc.AsyncIterator[int]  [server-streaming]" in done.stdout
+    assert "[client-streaming]" in done.stdout and "[bidirectional]" in done.stdout

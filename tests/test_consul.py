@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import json
+import logging
 import signal
 import time
 from collections import Counter
@@ -404,3 +405,54 @@ def test_nodes_from_before_an_agent_restart_stay_until_seen_again_or_the_hold_pa
     assert guard.apply([c]) == [b, c]  # a, seen again, is no longer protected: it left
     now[0] += 10
     assert guard.apply([c]) == [c] and guard.time_left() is None  # b never came back
+
+
+class StreamingWhere(Where):
+    """Where, with a stream of its label."""
+
+    name = SERVICE
+
+    async def Labels(self, n: int):
+        for _ in range(n):
+            yield self.label
+
+
+async def start_streaming_where(label, agent, prefix, **options):
+    server = Server(
+        address="127.0.0.1:0",
+        resolver="consul",
+        plugins=consul_plugins(agent.http_address, prefix=prefix),
+        **options,
+    )
+    server.register(StreamingWhere(label))
+    await server.start()
+    return server
+
+
+@consul
+@pytest.mark.asyncio
+async def test_a_stream_fails_over_before_its_first_reply_and_never_after_it(agent, prefix, caplog):
+    busy = await start_streaming_where("busy", agent, prefix, max_concurrent_streams=1, grace=0)
+    free = await start_streaming_where("free", agent, prefix, grace=0)
+    try:
+        async with client_for(agent, prefix) as client:
+            # `busy` takes one stream at a time per connection; hold one open on the client's.
+            opened = [client.stream(f"/{SERVICE}/Labels", 1_000_000) for _ in range(2)]
+            assert sorted([await anext(s) for s in opened]) == ["busy", "free"]  # round robin
+            caplog.set_level(logging.INFO, "gorpc.client")
+            streams = [[r async for r in client.stream(f"/{SERVICE}/Labels", 3)] for _ in range(6)]
+            assert streams == [["free"] * 3] * 6  # every stream went to `free`, with no error
+            assert "failed on " + busy.address in caplog.text  # the balancer's turns on busy failed over
+            for stream in opened:
+                await stream.aclose()
+
+            # A stream that has had a reply is not tried again: its caller gets the error.
+            replies = client.stream(f"/{SERVICE}/Labels", 1_000_000)
+            first = await anext(replies)
+            server = busy if first == "busy" else free
+            await server.stop(grace=0)
+            with pytest.raises(Unavailable):
+                async for _ in replies:
+                    pass
+    finally:
+        await stop_all(busy, free)

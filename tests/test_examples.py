@@ -71,3 +71,23 @@ def test_consul_example_spreads_calls_and_survives_a_stopping_server():
     after = ast.literal_eval(spreads[1].split(": ", 1)[1])  # failover may tilt the turns a little
     assert after.keys() == {"server-1", "server-2"} and sum(after.values()) == 48
     assert lines[-1].startswith("nodes now: [") and lines[-1].count(":") == 3  # two nodes left
+
+
+def test_streaming_example_calls_each_kind_of_method():
+    streaming = ROOT / "examples" / "streaming"
+    with server_process([str(streaming / "server.py"), "--address", "127.0.0.1:0"]) as server:
+        client = subprocess.run(
+            [sys.executable, str(streaming / "client.py"), "--target", server.address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (client.returncode, client.stderr) == (0, "")
+        assert client.stdout.splitlines() == [
+            "GetFeature: place-3-4",
+            "ListFeatures: ['place-2-2', 'place-2-3', 'place-2-4', 'place-3-2', 'place-3-3', 'place-3-4']",
+            "RecordRoute: {'points': 3, 'distance': 9.0}",
+            "RouteChat: at 0,0 earlier: first",
+            "RouteChat: at 0,1 earlier: second",
+        ]
+        assert server.stop() == 0

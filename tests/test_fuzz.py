@@ -26,7 +26,8 @@ from .conftest import Greeter
 
 LIMIT = 64 * 1024  # the fuzzed server's max_message_size
 CLIENT_TYPES = {MessageType.REQUEST, MessageType.ONEWAY, MessageType.PING, MessageType.PONG,
-                MessageType.GOAWAY, MessageType.CANCEL}  # fmt: skip
+                MessageType.GOAWAY, MessageType.CANCEL, MessageType.MESSAGE, MessageType.END,
+                MessageType.WINDOW}  # fmt: skip
 METHODS = ["/helloworld.Greeter/Echo", "/helloworld.Greeter/SayHello", "/helloworld.Greeter/Sleep",
            "/helloworld.Greeter/Fail", "/nope.Nope/X", "", "no-slashes"]  # fmt: skip
 

@@ -94,4 +94,5 @@ async def test_chains_are_built_once_not_per_call(greeter, monkeypatch):
     async with server, Client(server.address, interceptors=interceptors) as client:
         for i in range(20):
             assert await client.call("/helloworld.Greeter/Echo", i) == i
-    assert len(built) == 2  # one for the server, one for the client
+    # One for the server; two for the client, made with it: unary calls' and stream calls'.
+    assert len(built) == 3

@@ -1,12 +1,13 @@
 """Limits: what a client can make a server hold is bounded, whatever the client does."""
 
 import asyncio
+import os
 from pathlib import Path
 
 import msgpack
 import pytest
 
-from gorpc import Client, MessageTooLarge, Server, Service, StatusCode
+from gorpc import Client, ClientConfig, MessageTooLarge, Server, Service, StatusCode
 from gorpc.frame import HEADER, FrameDecoder, MessageType, encode_header
 from gorpc.testing import eventually, loopback, server_process
 
@@ -14,6 +15,7 @@ from .conftest import Greeter
 
 pytestmark = pytest.mark.asyncio
 MiB = 1 << 20
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Gate(Service):
@@ -178,3 +180,24 @@ async def test_refused_compression_bombs_free_their_buffers_at_once():
     growth = after - before
     print(f"{bombs} concurrent compression bombs: server RSS {before / MiB:.0f} -> {after / MiB:.0f} MiB")
     assert growth < 30 * MiB
+
+
+async def test_a_consumer_that_does_not_read_holds_both_processes_to_the_stream_window():
+    """A server streams 1 KiB items to a client that reads one and then nothing for 3 s: the
+    producer waits at its `yield` once the window is full, so neither side's memory grows."""
+    argv = ["-m", "gorpc", "serve", "tests.stream_service:Ticker", "--address", "127.0.0.1:0"]
+    with server_process(argv, env={"PYTHONPATH": str(ROOT)}) as server:
+        async with Client(server.address) as client, Client(server.address) as observer:
+            server_before, client_before = rss_bytes(server.process.pid), rss_bytes(os.getpid())
+            async with client.stream("/test.Ticker/Firehose", 1024) as items:
+                assert len(await anext(items)) == 1024
+                await asyncio.sleep(3)  # the scenario: a consumer busy elsewhere, reading nothing
+                produced = await observer.call("/test.Ticker/Produced")
+                server_after, client_after = rss_bytes(server.process.pid), rss_bytes(os.getpid())
+                assert len(await anext(items)) == 1024  # and it resumes where it was
+    window = ClientConfig().stream_window_messages
+    print(f"produced {produced} items; server RSS +{(server_after - server_before) / MiB:.1f} MiB, "
+          f"client RSS +{(client_after - client_before) / MiB:.1f} MiB")  # fmt: skip
+    assert produced <= window + 2  # the window, the item read, and one waiting at its yield
+    assert server_after - server_before < 8 * MiB  # without the window: hundreds of MiB in 3 s
+    assert client_after - client_before < 8 * MiB

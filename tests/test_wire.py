@@ -125,7 +125,7 @@ async def test_metadata_values_other_than_str_or_bytes_are_invalid_requests(pair
 async def test_reserved_flag_bits_are_ignored(pair):
     server, _ = pair
     peer = await RawPeer.connect(server.address)
-    peer.request(1, [ECHO, None, None], "flags", flags=0b1111_1100)
+    peer.request(1, [ECHO, None, None], "flags", flags=0b1111_1000)  # bits 3-7
     frame, code, _, _ = await answer(peer, 1)
     assert code == StatusCode.OK and msgpack.unpackb(frame.body) == "flags"
     await peer.close()

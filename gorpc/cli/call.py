@@ -1,22 +1,36 @@
-"""`gorpc call TARGET /pkg.Service/Method [JSON]`: one call, its reply printed as JSON."""
+"""`gorpc call TARGET /pkg.Service/Method [JSON]`: one call, its reply printed as JSON; a stream
+call's replies printed as JSON lines as they arrive."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
+from gorpc import reflection
 from gorpc.cli.exits import ExitCode
-from gorpc.cli.jsonio import read_request, to_json
+from gorpc.cli.jsonio import BadInput, read_request, to_json
 from gorpc.cli.options import TARGET_HELP, add_client_arguments, make_client, run_async, subcommand
+from gorpc.client import Client
 from gorpc.context import CallContext
+from gorpc.kinds import MethodKind
 from gorpc.types import Next
 
 DESCRIPTION = """Call a method and print its reply as JSON (bytes as base64).
 
 examples:
   gorpc call 127.0.0.1:8000 /helloworld.Greeter/SayHello '{"msg": "hi"}'
-  echo '{"msg": "hi"}' | gorpc call helloworld.Greeter /helloworld.Greeter/SayHello - --config gorpc.toml"""
+  echo '{"msg": "hi"}' | gorpc call helloworld.Greeter /helloworld.Greeter/SayHello - --config gorpc.toml
+  gorpc call 127.0.0.1:8000 /routeguide.RouteGuide/ListFeatures '{"lo": [0, 0], "hi": [9, 9]}'
+  printf '[1, 2]\n[3, 4]\n' | gorpc call 127.0.0.1:8000 /routeguide.RouteGuide/RecordRoute \\
+      --requests-from-stdin
+
+A streaming method's kind is asked of the server's reflection service; its replies are printed one
+JSON line each, as they arrive. With --requests-from-stdin each line of standard input is one JSON
+request of the request stream (client-streaming and bidirectional methods)."""
 
 
 def add_parser(commands: Any) -> None:
@@ -28,6 +42,14 @@ def add_parser(commands: Any) -> None:
     )
     add_client_arguments(parser)
     parser.add_argument("--compact", action="store_true", help="print the reply on one line")
+    parser.add_argument(
+        "--requests-from-stdin", action="store_true",
+        help="send standard input's lines, one JSON request each, as the request stream",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stream", action="store_true",
+        help="read the replies as a stream (server-streaming) without asking the server's reflection",
+    )  # fmt: skip
     parser.add_argument("--show-metadata", action="store_true", help="print the reply's metadata on stderr")
     parser.set_defaults(run=run)
 
@@ -39,15 +61,18 @@ def run(args: argparse.Namespace) -> ExitCode:
             file=sys.stderr,
         )
         return ExitCode.USAGE
-    request = read_request(args.request)
-    reply, metadata = run_async(_call(args, request))
-    print(to_json(reply, compact=args.compact))
+    if args.requests_from_stdin and args.request is not None:
+        print("gorpc call: give a request or --requests-from-stdin, not both", file=sys.stderr)
+        return ExitCode.USAGE
+    request = None if args.requests_from_stdin else read_request(args.request)
+    metadata = run_async(_call(args, request))
     if args.show_metadata:
         print(to_json(metadata, compact=True), file=sys.stderr)
     return ExitCode.OK
 
 
-async def _call(args: argparse.Namespace, request: Any) -> tuple[Any, dict[str, Any]]:
+async def _call(args: argparse.Namespace, request: Any) -> dict[str, Any]:
+    """Make the call, printing its reply or replies; returns the response metadata."""
     seen: dict[str, Any] = {}
 
     async def keep_reply_metadata(ctx: CallContext, req: Any, call_next: Next) -> Any:
@@ -57,5 +82,42 @@ async def _call(args: argparse.Namespace, request: Any) -> tuple[Any, dict[str, 
             seen.update(ctx.response_metadata)
 
     async with make_client(args, interceptors=[keep_reply_metadata]) as client:
-        reply = await client.call(args.method, request, metadata=dict(args.metadata))
-    return reply, seen
+        metadata = dict(args.metadata)
+        if args.requests_from_stdin:
+            replies = client.stream(args.method, requests=_stdin_lines(), metadata=metadata)
+        elif args.stream or await _kind(client, args.method, metadata) is MethodKind.SERVER_STREAMING:
+            replies = client.stream(args.method, request, metadata=metadata)
+        else:
+            reply = await client.call(args.method, request, metadata=metadata)
+            print(to_json(reply, compact=args.compact))
+            return seen
+        async with replies:
+            async for reply in replies:
+                print(to_json(reply, compact=True), flush=True)
+        seen.update(replies.response_metadata)
+    return seen
+
+
+async def _kind(client: Client, path: str, metadata: dict[str, str]) -> MethodKind:
+    """The method's kind, as the server's reflection describes it; unary if it does not say."""
+    service, name = path.split("/")[1:]
+    try:
+        described = await client.call(f"/{reflection.NAME}/Describe", service, metadata=metadata)
+    except Exception:  # reflection is off (--stream says what it cannot), or the call will fail anyway
+        return MethodKind.UNARY
+    for method in described[0]["methods"] if described else ():
+        if method["name"] == name:
+            return MethodKind(method.get("kind", "unary"))
+    return MethodKind.UNARY
+
+
+async def _stdin_lines() -> AsyncIterator[Any]:
+    """Standard input's lines, each one JSON request; blank lines are skipped."""
+    number = 0
+    while line := await asyncio.to_thread(sys.stdin.readline):
+        number += 1
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BadInput(f"standard input line {number} is not valid JSON: {exc}") from exc

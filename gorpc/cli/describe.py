@@ -56,7 +56,9 @@ def render(services: list[dict[str, Any]]) -> str:
         lines.extend(f"    {line}" for line in service["doc"].splitlines())
         for method in service["methods"]:
             runs = "" if method["runs"] == "async" else "  (runs in a thread)"
-            lines.append(f"  {method['name']}{method['signature']}{runs}")
+            kind = method.get("kind", "unary")  # a server from before streams says nothing: unary
+            shown = "" if kind == "unary" else f"  [{kind}]"
+            lines.append(f"  {method['name']}{method['signature']}{shown}{runs}")
             lines.extend(f"      {line}" for line in method["doc"].splitlines())
         lines.append("")
     return "\n".join(lines).rstrip() or "(no services)"

@@ -1,0 +1,108 @@
+"""What a streaming handler sees on the server: its request stream, and its replies going out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Executor
+from typing import Any
+
+from gorpc.context import CallContext
+from gorpc.envelope import pack_message_head
+from gorpc.exceptions import InvalidRequest
+from gorpc.payload import decode_body
+from gorpc.stream import Stream
+from gorpc.types import Codec
+
+
+class RequestStream(AsyncIterator[Any]):
+    """The caller's requests, as a client- or bidirectional-streaming handler iterates them.
+
+    Each message is decoded as it is taken; taking it gives its credit back to the caller, so a
+    handler that reads slowly slows the caller down instead of filling memory.
+    """
+
+    __slots__ = ("_codec", "_limit", "_stream")
+
+    def __init__(self, stream: Stream, codec: Codec, limit: int) -> None:
+        self._stream = stream
+        self._codec = codec
+        self._limit = limit
+
+    def __aiter__(self) -> RequestStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        message = self._stream.receive_nowait() or await self._stream.receive()
+        if message is None:
+            raise StopAsyncIteration
+        return decode_body(
+            self._codec, message.flags, message.body, limit=self._limit, error=InvalidRequest, what="request"
+        )
+
+
+class ReplySender:
+    """Sends a handler's replies on its stream: encoded, within the caller's credit."""
+
+    __slots__ = ("_codec", "_ctx", "_encode", "_first", "_stream")
+
+    def __init__(self, stream: Stream, codec: Codec, ctx: CallContext, encode: Any) -> None:
+        self._stream = stream
+        self._codec = codec
+        self._ctx = ctx
+        self._encode = encode  # (codec, reply, head_len) -> (flags, body)
+        self._first = True
+
+    async def send_all(self, replies: AsyncIterator[Any]) -> None:
+        """Send every reply `replies` yields; the generator is closed (its `finally` runs) however
+        this ends, cancellation included."""
+        stream, codec_id = self._stream, self._codec.id
+        try:
+            async for reply in replies:
+                head = self._head()
+                flags, body = self._encode(self._codec, reply, len(head))
+                if stream.can_send:  # the common case: credit in hand, no coroutine to wait in
+                    stream.send_now(head, body, flags, codec_id)
+                else:
+                    await stream.send(head, body, flags, codec_id)
+        finally:
+            aclose = getattr(replies, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _head(self) -> bytes:
+        # Response metadata set before the first reply goes with it; all of it goes at the end too.
+        if not self._first:
+            return b""
+        self._first = False
+        metadata = self._ctx.response_metadata
+        return pack_message_head(metadata) if metadata else b""
+
+
+_DONE = object()
+
+
+def _next(items: Iterator[Any]) -> Any:
+    return next(items, _DONE)
+
+
+async def iterate_in_thread(items: Iterator[Any], executor: Executor | None) -> AsyncIterator[Any]:
+    """A plain generator's items, each produced in the thread pool and yielded on the loop. Closed
+    (its `finally` run, in the pool) when the caller stops early."""
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()  # the handler's thread sees the call's context variables
+    step: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            step = loop.run_in_executor(executor, context.run, _next, items)
+            item = await asyncio.shield(step)  # cancelled, we still wait for the thread (below)
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        if step is not None and not step.done():
+            await asyncio.wait([step])  # a generator cannot be closed while it runs in a thread
+        close = getattr(items, "close", None)
+        if close is not None:
+            await loop.run_in_executor(executor, context.run, close)
