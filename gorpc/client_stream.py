@@ -202,9 +202,9 @@ class ReplyStream(AsyncIterator[Any]):
     """A stream call's replies: `async for reply in client.stream(...)`.
 
     Also an async context manager. Leaving it, breaking out of `async for` early, or `aclose()`
-    cancels the call, and the server's handler is cancelled too (its `finally` runs). The call starts at the first
-    iteration. `response_metadata` holds what the server sent at the stream's start, and, once the
-    stream has ended, what it sent at its end too.
+    cancels the call, and the server's handler is cancelled too (its `finally` runs). The call
+    starts at the first iteration. `response_metadata` holds what the server sent at the stream's
+    start, and, once the stream has ended, what it sent at its end too.
     """
 
     def __init__(

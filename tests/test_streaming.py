@@ -428,7 +428,7 @@ async def test_the_protocol_documents_stream_example_is_what_a_server_answers():
     """docs/protocol.md shows a server-streaming call byte by byte: a real server answers it so."""
     import re
 
-    doc = PROTOCOL_DOC.read_text()  # noqa: ASYNC240 (a small file, read once)
+    doc = PROTOCOL_DOC.read_text()
     blocks = [
         bytes.fromhex(b.replace("\n", " ")) for b in re.findall(r"```\n((?:[0-9a-f]{2}[ \n])+)```", doc)
     ]
