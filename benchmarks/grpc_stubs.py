@@ -1,4 +1,4 @@
-"""The helloworld proto for grpcio, compiled at run time with grpcio-tools (nothing generated is kept)."""
+"""The helloworld and streaming protos for grpcio, compiled at run time with grpcio-tools (nothing kept)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ package helloworld;
 service Greeter { rpc SayHello (HelloRequest) returns (HelloReply) {} }
 message HelloRequest { string msg = 1; }
 message HelloReply { string msg = 1; }
+service Streamer {
+  rpc Feed (FeedRequest) returns (stream Item) {}
+  rpc Echo (stream Item) returns (stream Item) {}
+}
+message FeedRequest { int32 count = 1; int32 size = 2; }
+message Item { bytes data = 1; }
 """
 
 

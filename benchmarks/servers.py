@@ -5,6 +5,10 @@
     python benchmarks/servers.py ceiling ADDRESS
 
 Each answers {"msg": m} with {"msg": m + " world"} and logs `serving ... on HOST:PORT` when ready.
+    python benchmarks/servers.py stream-ceiling ADDRESS
+
+gorpc and grpc also serve streams: `Feed` sends `count` items of `size` bytes, `Echo` sends back each
+item it gets. The streaming ceiling is its own server (stream_ceiling.py).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import uvloop
@@ -29,6 +34,19 @@ def serve_gorpc(address: str, tracer: str, consul: str | None) -> None:
         async def SayHello(self, req: dict[str, str]) -> dict[str, str]:
             return {"msg": req["msg"] + " world"}
 
+    class Streamer(Service):
+        name = "bench.Streamer"
+
+        async def Feed(self, req: list[int]) -> AsyncIterator[bytes]:
+            count, size = req
+            data = b"x" * size
+            for _ in range(count):
+                yield data
+
+        async def Echo(self, items: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+            async for item in items:
+                yield item
+
     options: dict = {"tracer": tracer, "max_message_size": 8 << 20}
     if tracer == "mock":
         from gorpc_tracing.mock import MockTracing
@@ -37,7 +55,7 @@ def serve_gorpc(address: str, tracer: str, consul: str | None) -> None:
     if consul is not None:
         options.update(resolver="consul", plugins={"consul": {"address": consul, "prefix": "gorpc-bench"}})
     server = Server(address=address, **options)
-    server.register(Greeter())
+    server.register(Greeter(), Streamer())
     server.serve()
 
 
@@ -51,9 +69,20 @@ async def serve_grpc(address: str) -> None:
         async def SayHello(self, request, context):  # type: ignore[no-untyped-def]
             return pb2.HelloReply(msg=request.msg + " world")
 
+    class Streamer(pb2_grpc.StreamerServicer):
+        async def Feed(self, request, context):  # type: ignore[no-untyped-def]
+            item = pb2.Item(data=b"x" * request.size)
+            for _ in range(request.count):
+                yield item
+
+        async def Echo(self, request_iterator, context):  # type: ignore[no-untyped-def]
+            async for item in request_iterator:
+                yield item
+
     options = [("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)]
     server = grpc.aio.server(options=options)
     pb2_grpc.add_GreeterServicer_to_server(Greeter(), server)
+    pb2_grpc.add_StreamerServicer_to_server(Streamer(), server)
     port = server.add_insecure_port(address)
     await server.start()
     print(f"serving helloworld.Greeter on {address.rsplit(':', 1)[0]}:{port}", flush=True)
@@ -64,7 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("kind", choices=["gorpc", "grpc", "ceiling"])
+    parser.add_argument("kind", choices=["gorpc", "grpc", "ceiling", "stream-ceiling"])
     parser.add_argument("address")
     parser.add_argument("--tracer", default="noop")
     parser.add_argument("--consul", default=None)
@@ -74,10 +103,14 @@ def main() -> None:
         serve_gorpc(args.address, args.tracer, args.consul)
     elif args.kind == "grpc":
         asyncio.run(serve_grpc(args.address))  # grpc.aio on the loop it supports
-    else:
+    elif args.kind == "ceiling":
         from echo_ceiling import serve
 
         uvloop.run(serve(args.address))
+    else:
+        import stream_ceiling
+
+        uvloop.run(stream_ceiling.serve(args.address))
 
 
 if __name__ == "__main__":

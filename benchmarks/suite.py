@@ -5,8 +5,10 @@ side by side in one run, each server in its own process and each measurement in 
     python benchmarks/suite.py --quick         # tiny counts: checks the scripts, measures nothing
 
 Sweeps: concurrency 1/8/64/256; payload 20 B/1 KiB/64 KiB/1 MiB; one connection vs 16 clients;
-gorpc tracing off vs on; gorpc resolved through a real Consul vs a direct address. Writes
-`results/<date>.json` (with the machine and versions), `results/latest.md` and PNG plots.
+gorpc tracing off vs on; gorpc resolved through a real Consul vs a direct address; streams
+(server-streaming and bidirectional, 16 B and 1 KiB items) against grpcio's streams and a raw
+stream ceiling. Writes `results/<date>.json` (with the machine and versions), `results/latest.md`
+and PNG plots.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ CONCURRENCY = (1, 8, 64, 256)
 PAYLOADS = (20, 1024, 64 * 1024, 1024 * 1024)
 MANY_CLIENTS = 16
 GRPC_SHARE = 10  # grpc measurements make 1/10 of the calls: each still lasts a second or more
+STREAM_MODES = ("server", "bidi")
+STREAM_SIZES = (16, 1024)
 
 
 def main() -> None:
@@ -42,6 +46,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--calls", type=int, default=60_000, help="calls per measurement (small payloads)")
+    parser.add_argument("--items", type=int, default=300_000, help="items per stream measurement")
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds per group, alternating; medians reported"
     )
@@ -56,18 +61,19 @@ def main() -> None:
     if args.redraw is not None:
         report = json.loads(args.redraw.read_text())
         (args.out / "latest.md").write_text(markdown(report))
-        plot(report["rows"], args.out)
+        plot(report["rows"], report.get("streams", []), args.out)
         return
-    calls, rounds = (500, 1) if args.quick else (args.calls, args.rounds)
+    calls, items, rounds = (500, 2000, 1) if args.quick else (args.calls, args.items, args.rounds)
     args.out.mkdir(parents=True, exist_ok=True)
     with servers() as running:
         rows = [row for group in groups(calls) for row in run_group(running, group, rounds)]
-    report = {"meta": machine(), "rows": rows}
+        streams = [row for group in stream_groups(items) for row in run_group(running, group, rounds)]
+    report = {"meta": machine(), "rows": rows, "streams": streams}
     stamp = report["meta"]["date"]
     (args.out / f"{stamp}.json").write_text(json.dumps(report, indent=1))
     table = markdown(report)
     (args.out / "latest.md").write_text(table)
-    plot(rows, args.out)
+    plot(rows, streams, args.out)
     print(table)
 
 
@@ -87,6 +93,7 @@ def servers() -> Iterator[dict[str, Any]]:
             "gorpc+consul": ["gorpc", "127.0.0.1:0", "--consul", consul.http_address],
             "grpc": ["grpc", "127.0.0.1:0"],
             "ceiling": ["ceiling", "127.0.0.1:0"],
+            "stream-ceiling": ["stream-ceiling", "127.0.0.1:0"],
         }.items():
             running[name] = stack.enter_context(server_process([script, *argv]))
         yield running
@@ -114,6 +121,43 @@ def groups(calls: int) -> Iterator[list[Spec]]:
     ]
 
 
+def stream_groups(items: int) -> Iterator[list[Spec]]:
+    """gorpc, grpc and the raw ceiling through one stream, per mode and item size."""
+    for mode in STREAM_MODES:
+        for size in STREAM_SIZES:
+            yield [
+                {
+                    "stream": True,
+                    "kind": kind,
+                    "server": "stream-ceiling" if kind == "ceiling" else kind,
+                    "mode": mode,
+                    "size": size,
+                    "items": max(items // GRPC_SHARE, 100) if kind == "grpc" else items,
+                }
+                for kind in KINDS
+            ]
+
+
+def measure_stream(
+    running: dict[str, Any], *, stream: bool, kind: str, server: str, mode: str, size: int, items: int
+) -> dict[str, Any]:
+    process: ServerProcess = running[server]
+    argv = [sys.executable, str(HERE / "streamgen.py"), kind, process.address, "--mode", mode]
+    argv += ["--items", str(items), "--size", str(size)]
+    cpu_before = server_cpu(process.process.pid)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[1:])} failed:\n{done.stderr}")
+    result = json.loads(done.stdout)
+    result.update(kind=kind, mode=mode, size=size, server_cpu_s=server_cpu(process.process.pid) - cpu_before)
+    print(
+        f"stream       {kind:20} {mode:6} item={size:<6} {result['items_per_s']:>12,.0f} items/s"
+        f"  {result['mb_per_s']:>8.1f} MB/s",
+        flush=True,
+    )
+    return result
+
+
 def spec(sweep: str, kind: str, calls: int, **options: Any) -> Spec:
     if kind == "grpc":
         calls = max(calls // GRPC_SHARE, 50)  # about 20x slower: fewer calls keep the run short
@@ -125,7 +169,7 @@ def run_group(running: dict[str, Any], group: list[Spec], rounds: int) -> list[d
     results: list[list[dict[str, Any]]] = [[] for _ in group]
     for _ in range(rounds):
         for i, one in enumerate(group):
-            results[i].append(measure(running, **one))
+            results[i].append(measure_stream(running, **one) if "stream" in one else measure(running, **one))
     return [_median(runs) for runs in results]
 
 
@@ -219,7 +263,9 @@ def find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
     return next(r for r in rows if all(r[k] == v for k, v in match.items()))
 
 
-def targets(rows: list[dict[str, Any]]) -> list[tuple[str, float, str, bool]]:
+def targets(
+    rows: list[dict[str, Any]], stream_rows: list[dict[str, Any]]
+) -> list[tuple[str, float, str, bool]]:
     """(target, measured, wanted, met) for the issue's speed targets, from this run's rows."""
     at = {(r["kind"], r["concurrency"]): r for r in rows if r["sweep"] == "concurrency"}
     g64, c64, r64 = at["gorpc", 64], at["ceiling", 64], at["grpc", 64]
@@ -229,6 +275,7 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, float, str, bool]]:
         find(rows, sweep="consul", variant="direct"),
         find(rows, sweep="consul", variant="consul"),
     )
+    streams = _stream_ratios(stream_rows)
     checks = [
         ("C=64 gorpc/ceiling calls/s", g64["calls_per_s"] / c64["calls_per_s"], ">= 0.6", 0.6),
         ("C=64 gorpc/grpcio calls/s", g64["calls_per_s"] / r64["calls_per_s"], ">= 10", 10.0),
@@ -244,6 +291,13 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, float, str, bool]]:
             0.97,
         ),
     ]
+    if streams:  # the worst of the stream rows: the target holds for every mode and size
+        checks.append(
+            ("streams gorpc/grpcio items/s (lowest)", min(r for r, _ in streams.values()), ">= 10", 10.0)
+        )
+        checks.append(
+            ("streams gorpc/ceiling items/s (lowest)", min(c for _, c in streams.values()), ">= 0.5", 0.5)
+        )
     out = []
     for name, value, wanted, floor in checks:
         limit = float(wanted.split()[1])
@@ -283,10 +337,37 @@ def markdown(report: dict[str, Any]) -> str:
             + f"| {g['calls_per_s'] / r['calls_per_s']:.1f} | {g['calls_per_s'] / c['calls_per_s']:.2f} "
             f"| {g['p50_ms'] / r['p50_ms']:.2f} | {g['p50_ms'] / c['p50_ms']:.2f} |"
         )
+    stream_rows = report.get("streams", [])
+    if stream_rows:
+        lines += [
+            "",
+            "| stream | item bytes | gorpc items/s | grpcio items/s | ceiling items/s | gorpc MB/s "
+            "| gorpc/grpcio | gorpc/ceiling |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for (mode, size), (to_grpc, to_ceiling) in _stream_ratios(stream_rows).items():
+            g, r, c = (find(stream_rows, kind=k, mode=mode, size=size) for k in KINDS)
+            lines.append(
+                f"| {STREAM_NAMES[mode]} | {size} | {g['items_per_s']:,.0f} | {r['items_per_s']:,.0f} "
+                f"| {c['items_per_s']:,.0f} | {g['mb_per_s']:.1f} | {to_grpc:.1f} | {to_ceiling:.2f} |"
+            )
     lines += ["", "| target | measured | wanted | met |", "|---|---:|---|---|"]
-    for name, value, wanted, met in targets(rows):
+    for name, value, wanted, met in targets(rows, stream_rows):
         lines.append(f"| {name} | {value:.2f} | {wanted} | {'yes' if met else 'NO'} |")
     return "\n".join(lines) + "\n"
+
+
+STREAM_NAMES = {"server": "server-streaming", "bidi": "bidirectional"}
+
+
+def _stream_ratios(stream_rows: list[dict[str, Any]]) -> dict[tuple[str, int], tuple[float, float]]:
+    """(gorpc/grpcio, gorpc/ceiling) items/s per (mode, item size)."""
+    ratios = {}
+    for mode in STREAM_MODES:
+        for size in STREAM_SIZES:
+            g, r, c = (find(stream_rows, kind=k, mode=mode, size=size) for k in KINDS)
+            ratios[mode, size] = (g["items_per_s"] / r["items_per_s"], g["items_per_s"] / c["items_per_s"])
+    return ratios
 
 
 def _side_by_side(rows: list[dict[str, Any]]) -> list[tuple[tuple[Any, ...], dict[str, dict[str, Any]]]]:
@@ -298,13 +379,13 @@ def _side_by_side(rows: list[dict[str, Any]]) -> list[tuple[tuple[Any, ...], dic
     return [(key, kinds) for key, kinds in groups.items() if len(kinds) == len(KINDS)]
 
 
-def plot(rows: list[dict[str, Any]], out: Path) -> None:
+def plot(rows: list[dict[str, Any]], stream_rows: list[dict[str, Any]], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    figure, axes = plt.subplots(1, 4, figsize=(21, 4.5))
     by_c = [r for r in rows if r["sweep"] == "concurrency"]
     by_p = [r for r in rows if r["sweep"] == "payload"]
     for kind, color in zip(KINDS, ("tab:blue", "tab:orange", "tab:green"), strict=True):
@@ -319,16 +400,31 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
         axes[2].plot(x, [r["p50_ms"] for r in mine], ls="--", color=color, label=f"{kind} p50")
     titles = ("calls/s vs concurrency", "latency (ms) vs concurrency", "latency (ms) vs payload (C=8)")
     xlabels = ("calls in flight", "calls in flight", "request bytes")
-    for ax, title, xlabel in zip(axes, titles, xlabels, strict=True):
+    for ax, title, xlabel in zip(axes[:3], titles, xlabels, strict=True):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
+    if stream_rows:
+        plot_streams(axes[3], stream_rows)
     figure.tight_layout()
     figure.savefig(out / "latest.png", dpi=110)
     plt.close(figure)
+
+
+def plot_streams(ax: Any, stream_rows: list[dict[str, Any]]) -> None:
+    """Items/s through one stream, per mode and item size, the three kinds side by side."""
+    cases = [(mode, size) for mode in STREAM_MODES for size in STREAM_SIZES]
+    for offset, (kind, color) in enumerate(zip(KINDS, ("tab:blue", "tab:orange", "tab:green"), strict=True)):
+        heights = [find(stream_rows, kind=kind, mode=m, size=z)["items_per_s"] for m, z in cases]
+        ax.bar([i + (offset - 1) * 0.27 for i in range(len(cases))], heights, 0.27, color=color, label=kind)
+    ax.set_xticks(range(len(cases)), [f"{STREAM_NAMES[m]}\n{z} B" for m, z in cases], fontsize=7)
+    ax.set_yscale("log")
+    ax.set_title("stream items/s (one stream)")
+    ax.grid(True, which="both", axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
 
 
 if __name__ == "__main__":

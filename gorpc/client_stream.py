@@ -19,6 +19,7 @@ from gorpc.stream import Message, Stream, StreamEnded, Window
 from gorpc.types import Codec
 
 Encode = Callable[[Any], tuple[int, bytes]]  # a request -> (flags, body)
+NOTHING: Any = object()  # `take_nowait`: no reply has arrived yet
 
 
 class StreamCall(AsyncIterator[Any]):
@@ -102,11 +103,13 @@ class StreamCall(AsyncIterator[Any]):
             if isinstance(requests, AsyncIterable):
                 async for request in requests:
                     flags, body = self._encode(request)
-                    await stream.send(b"", body, flags, codec_id)
+                    if not stream.try_send(b"", body, flags, codec_id):
+                        await stream.send(b"", body, flags, codec_id)
             else:
                 for request in requests:
                     flags, body = self._encode(request)
-                    await stream.send(b"", body, flags, codec_id)
+                    if not stream.try_send(b"", body, flags, codec_id):
+                        await stream.send(b"", body, flags, codec_id)
             self._conn.end_requests(stream)
         except (StreamEnded, asyncio.CancelledError):
             pass  # the call ended (or was closed) first: nothing left to send to
@@ -126,14 +129,33 @@ class StreamCall(AsyncIterator[Any]):
             self._first = None
             if message is None:
                 return self._last()
-            if message.head:
-                self._ctx.response_metadata.update(unpack_message_head(message.head))
-            return decode_body(
-                self._codec, message.flags, message.body, limit=self._limit, error=ProtocolError, what="reply"
-            )
+            return self._decode(message)
         except BaseException:
             await self.aclose()
             raise
+
+    def take_nowait(self) -> Any:
+        """The next reply if one has arrived, else NOTHING: no coroutine per reply while replies
+        come faster than they are read. Raises as `__anext__`, but leaves closing to the caller."""
+        message = self._first
+        if message is None:
+            message = self.stream.receive_nowait()
+            if message is None:
+                return NOTHING
+        else:
+            self._first = None
+        return self._decode(message)
+
+    def _decode(self, message: Message) -> Any:
+        flags, _, head, body = message
+        if head:
+            self._ctx.response_metadata.update(unpack_message_head(head))
+        if not flags:  # the plain case inline: a call less per reply
+            try:
+                return self._codec.decode(body)
+            except Exception:
+                pass  # decode_body says what was wrong
+        return decode_body(self._codec, flags, body, limit=self._limit, error=ProtocolError, what="reply")
 
     def _last(self) -> Any:
         """After the last message: the one reply of a client-streaming method (once), else the end."""
@@ -231,12 +253,24 @@ class ReplyStream(AsyncIterator[Any]):
 
     async def _replies_until_closed(self) -> AsyncIterator[Any]:
         try:
-            while True:
-                try:
-                    reply = await self.__anext__()
-                except StopAsyncIteration:
-                    return
-                yield reply
+            if self._done:
+                return
+            if self._replies is None:
+                self._replies = await self._start(self._ctx, self._request)
+                self._request = None
+            replies = self._replies
+            if type(replies) is StreamCall:  # not wrapped by an interceptor: take what has come
+                take = replies.take_nowait
+                while True:
+                    reply = take()
+                    if reply is NOTHING:
+                        reply = await replies.__anext__()
+                    yield reply
+            else:
+                async for reply in replies:
+                    yield reply
+        except StopAsyncIteration:
+            return
         finally:
             await self.aclose()
 

@@ -151,7 +151,11 @@ class Dispatcher:
     ) -> None:
         result = await self._chain(ctx, request)
         if method.kind.streams_replies:
-            await ReplySender(stream, codec, ctx, self._encode_reply).send_all(result)
+            compress_at = self._threshold if self._compress else None
+            sender = ReplySender(
+                stream, codec, ctx, self._encode_reply, limit=self._limit, compress_at=compress_at
+            )
+            await sender.send_all(result)
             # The end: status and trailing metadata, no body (so no codec).
             host.reply(rid, 0, 0, pack_response_head(0, None, None, ctx.response_metadata), b"")
         else:  # client-streaming: one reply, in the RESPONSE like a unary call's

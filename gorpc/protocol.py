@@ -22,6 +22,8 @@ GOAWAY = encode_header(MessageType.GOAWAY, 0, 0, 0)
 # Frames per write at most under load; measured with benchmarks/ceiling_ratio.py (C=64 on 2 cores:
 # 4 frames 0.68 of the ceiling, 8: 0.82, 16: 0.91-0.95; all frames of a turn in one write: 0.52).
 FLUSH_FRAMES = 16
+# Stream messages per write at most (`send_bulk`).
+BULK_FRAMES = 64
 
 
 class Connection(asyncio.Protocol):
@@ -44,6 +46,7 @@ class Connection(asyncio.Protocol):
         self._queued_frames = 0
         self._write_ready = asyncio.Event()
         self._write_ready.set()
+        self.writable = True  # False while the transport's write buffer is over its high-water mark
         self._write_blocked_since: float | None = None  # since when the peer has taken none of our bytes
         self._write_blocked_size = 0  # our unsent bytes then
         self.reading_paused = False  # we stopped reading (backpressure); silence is then ours
@@ -87,6 +90,7 @@ class Connection(asyncio.Protocol):
             self._heartbeat_timer.cancel()
         self._out.clear()
         self._write_ready.set()
+        self.writable = True
         self.transport = None
         self.lost(exc)
         if not self.closed.done():
@@ -94,22 +98,19 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_ready.clear()
+        self.writable = False
         self._write_blocked_since = self._loop.time()
         self._write_blocked_size = self.transport.get_write_buffer_size() if self.transport else 0
 
     def resume_writing(self) -> None:
         self._write_ready.set()
+        self.writable = True
         self._write_blocked_since = None
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet parsed: a partial frame, never more than the size limit."""
         return self._decoder.buffered
-
-    @property
-    def writable(self) -> bool:
-        """False while the transport's write buffer is over its high-water mark (see `drain`)."""
-        return self._write_ready.is_set()
 
     def pause_reading(self) -> None:
         """Stop reading: the peer's further bytes wait in the kernel, and then in the peer (TCP)."""
@@ -171,6 +172,20 @@ class Connection(asyncio.Protocol):
             self._flush_scheduled = True
             self._loop.call_soon(self._end_of_turn)
         elif self._queued_frames >= FLUSH_FRAMES:
+            self._flush()
+
+    def send_bulk(self, *parts: bytes | memoryview) -> None:
+        """Send one frame of a stream: as `send`, but written with others at the end of the turn
+        or every BULK_FRAMES, never on its own. A stream's producer sends many frames per turn,
+        and fewer, larger writes carry them faster."""
+        if self.transport is None:
+            return
+        self._out.extend(parts)
+        self._queued_frames += 1
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._end_of_turn)
+        elif self._queued_frames >= BULK_FRAMES:
             self._flush()
 
     def _end_of_turn(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
 from typing import Any
 
@@ -37,44 +37,65 @@ class RequestStream(AsyncIterator[Any]):
         message = self._stream.receive_nowait() or await self._stream.receive()
         if message is None:
             raise StopAsyncIteration
-        return decode_body(
-            self._codec, message.flags, message.body, limit=self._limit, error=InvalidRequest, what="request"
-        )
+        flags, _, _, body = message
+        if not flags:  # the plain case inline: a call less per request
+            try:
+                return self._codec.decode(body)
+            except Exception:
+                pass  # decode_body says what was wrong
+        return decode_body(self._codec, flags, body, limit=self._limit, error=InvalidRequest, what="request")
 
 
 class ReplySender:
     """Sends a handler's replies on its stream: encoded, within the caller's credit."""
 
-    __slots__ = ("_codec", "_ctx", "_encode", "_first", "_stream")
+    __slots__ = ("_codec", "_compress_at", "_ctx", "_encode", "_first", "_limit", "_stream")
 
-    def __init__(self, stream: Stream, codec: Codec, ctx: CallContext, encode: Any) -> None:
+    def __init__(
+        self,
+        stream: Stream,
+        codec: Codec,
+        ctx: CallContext,
+        encode: Callable[[Codec, Any, int], tuple[int, bytes]],
+        *,
+        limit: int,
+        compress_at: int | None,
+    ) -> None:
         self._stream = stream
         self._codec = codec
         self._ctx = ctx
-        self._encode = encode  # (codec, reply, head_len) -> (flags, body)
+        self._encode = encode  # (codec, reply, head_len) -> (flags, body), raising the right errors
+        self._limit = limit
+        self._compress_at = compress_at  # bodies this long or longer are compressed (None: never)
         self._first = True
 
     async def send_all(self, replies: AsyncIterator[Any]) -> None:
         """Send every reply `replies` yields; the generator is closed (its `finally` runs) however
         this ends, cancellation included."""
-        stream, codec_id = self._stream, self._codec.id
+        stream, codec_id, encode = self._stream, self._codec.id, self._codec.encode
+        limit, compress_at = self._limit, self._compress_at
+        head = b""
         try:
             async for reply in replies:
-                head = self._head()
-                flags, body = self._encode(self._codec, reply, len(head))
-                if stream.can_send:  # the common case: credit in hand, no coroutine to wait in
-                    stream.send_now(head, body, flags, codec_id)
-                else:
+                if self._first:
+                    head = self._first_head()
+                # The plain case inline (per message, calls count); anything else the general way.
+                try:
+                    body, flags = encode(reply), 0
+                except Exception:
+                    flags, body = self._encode(self._codec, reply, len(head))  # raises the right error
+                if len(body) + len(head) > limit or (compress_at is not None and len(body) >= compress_at):
+                    flags, body = self._encode(self._codec, reply, len(head))
+                if not stream.try_send(head, body, flags, codec_id):
                     await stream.send(head, body, flags, codec_id)
+                head = b""
         finally:
             aclose = getattr(replies, "aclose", None)
             if aclose is not None:
                 await aclose()
 
-    def _head(self) -> bytes:
+    def _first_head(self) -> bytes:
         # Response metadata set before the first reply goes with it; all of it goes at the end too.
-        if not self._first:
-            return b""
         self._first = False
         metadata = self._ctx.response_metadata
         return pack_message_head(metadata) if metadata else b""

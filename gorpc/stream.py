@@ -16,6 +16,7 @@ from gorpc.exceptions import ConnectionFailed, ProtocolError
 from gorpc.frame import WINDOW_CREDIT, Frame, MessageType, encode_header, encode_window
 
 MESSAGE = MessageType.MESSAGE.value
+_new_tuple = tuple.__new__
 
 
 class Window(NamedTuple):
@@ -39,8 +40,9 @@ class FrameSink(Protocol):
 
     def send(self, *parts: bytes | memoryview) -> None: ...
 
-    @property
-    def writable(self) -> bool: ...
+    def send_bulk(self, *parts: bytes | memoryview) -> None: ...
+
+    writable: bool
 
     @property
     def is_open(self) -> bool: ...
@@ -63,6 +65,8 @@ class Stream:
         "_error",
         "_granted_bytes",
         "_granted_messages",
+        "_half_bytes",
+        "_half_messages",
         "_incoming",
         "_loop",
         "_peer_done",
@@ -81,6 +85,8 @@ class Stream:
         self._sink = sink
         self.request_id = request_id
         self._window = window
+        self._half_messages = max(window.messages // 2, 1)
+        self._half_bytes = max(window.bytes // 2, 1)
         self._incoming: collections.deque[Message] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._peer_done = False  # the peer sent its last message
@@ -113,13 +119,17 @@ class Stream:
         """A MESSAGE frame for this stream. One beyond the credit granted breaks the protocol."""
         if self._granted_messages < 1 or self._granted_bytes <= 0:
             raise ProtocolError(f"stream {self.request_id}: a message beyond the window granted")
-        size = len(frame.head) + len(frame.body)
+        head, body = frame.head, frame.body
         self._granted_messages -= 1
-        self._granted_bytes -= size
+        self._granted_bytes -= len(head) + len(body)
         if self._error is not None or self._peer_done:
             return  # nobody will read it
-        self._incoming.append(Message(frame.flags, frame.codec, bytes(frame.head), bytes(frame.body)))
-        self._wake()
+        # tuple.__new__ builds the NamedTuple in C (its own __new__ is Python): per message, it counts.
+        message = _new_tuple(Message, (frame.flags, frame.codec, bytes(head) if head else b"", bytes(body)))
+        self._incoming.append(message)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def peer_done(self, final: Frame | None = None) -> None:
         """The peer will send no more messages (END; on the client, the RESPONSE `final`, after
@@ -135,7 +145,11 @@ class Stream:
         if not self._incoming:
             return None
         message = self._incoming.popleft()
-        self._taken(len(message.head) + len(message.body))
+        # Credit goes back in batches of half a window: one WINDOW frame per many messages.
+        self._taken_messages += 1
+        self._taken_bytes += len(message.head) + len(message.body)
+        if self._taken_messages >= self._half_messages or self._taken_bytes >= self._half_bytes:
+            self._give_back()
         return message
 
     async def receive(self) -> Message | None:
@@ -152,17 +166,12 @@ class Stream:
                 self._waiter = None
         return self.receive_nowait()
 
-    def _taken(self, size: int) -> None:
-        # Credit goes back in batches of half a window: one WINDOW frame per many messages.
-        self._taken_messages += 1
-        self._taken_bytes += size
-        messages, nbytes = self._window
-        if self._taken_messages * 2 >= messages or self._taken_bytes * 2 >= nbytes:
-            if not self._peer_done and self._error is None:
-                self._granted_messages += self._taken_messages
-                self._granted_bytes += self._taken_bytes
-                self._sink.send(encode_window(self.request_id, self._taken_messages, self._taken_bytes))
-            self._taken_messages = self._taken_bytes = 0
+    def _give_back(self) -> None:
+        if not self._peer_done and self._error is None:
+            self._granted_messages += self._taken_messages
+            self._granted_bytes += self._taken_bytes
+            self._sink.send(encode_window(self.request_id, self._taken_messages, self._taken_bytes))
+        self._taken_messages = self._taken_bytes = 0
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -205,21 +214,28 @@ class Stream:
         if self._error is not None:
             raise self._error
 
-    @property
-    def can_send(self) -> bool:
-        """Whether a message could go now without waiting."""
-        return (
-            self._credit_messages >= 1
-            and self._credit_bytes > 0
-            and self._error is None
-            and self.final is None
-            and self._sink.writable
+    def try_send(self, head: bytes, body: bytes, flags: int, codec: int) -> bool:
+        """Send one message if that needs no wait (credit in hand, the connection writable), or
+        return False: then `send` waits. One call per message while the receiver keeps up."""
+        if (
+            self._credit_messages < 1
+            or self._credit_bytes <= 0
+            or not self._sink.writable
+            or self._error is not None
+            or self.final is not None
+        ):
+            return False
+        self._credit_messages -= 1
+        self._credit_bytes -= len(head) + len(body)
+        self._sink.send_bulk(
+            encode_header(MESSAGE, self.request_id, len(head), len(body), flags, codec), head, body
         )
+        return True
 
     async def send(self, head: bytes, body: bytes, flags: int, codec: int) -> None:
         """Send one message, once there is credit and the peer is reading the connection. Raises
         what failed the stream, or StreamEnded once the peer has ended the call."""
-        while not self.can_send:
+        while not self.try_send(head, body, flags, codec):
             await self.wait_for_credit()
             if self.final is not None:
                 raise StreamEnded(f"stream {self.request_id} has ended")
@@ -227,15 +243,6 @@ class Stream:
                 await self._sink.drain()
                 if not self._sink.is_open:
                     raise ConnectionFailed(f"stream {self.request_id}: connection lost")
-        self.send_now(head, body, flags, codec)
-
-    def send_now(self, head: bytes, body: bytes, flags: int, codec: int) -> None:
-        """Send one message; the caller checked `can_send`."""
-        self._credit_messages -= 1
-        self._credit_bytes -= len(head) + len(body)
-        self._sink.send(
-            encode_header(MESSAGE, self.request_id, len(head), len(body), flags, codec), head, body
-        )
 
     # -- failing ----------------------------------------------------------------------------------
 

@@ -32,6 +32,17 @@ def test_the_suite_runs_every_sweep_and_writes_its_reports(tmp_path):
     # Every measurement answered all its calls (loadgen checks each reply and fails the run otherwise).
     assert all(r["calls"] > 0 and r["calls_per_s"] > 0 for r in rows)
     assert all(r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["p99.9_ms"] for r in rows)
+    streams = report["streams"]
+    assert {(r["kind"], r["mode"], r["size"]) for r in streams} == {
+        (kind, mode, size)
+        for kind in ("gorpc", "grpc", "ceiling")
+        for mode in ("server", "bidi")
+        for size in (16, 1024)
+    }
+    assert all(
+        r["items_per_s"] > 0 for r in streams
+    )  # streamgen checks every item and fails the run otherwise
     table = (tmp_path / "latest.md").read_text()
+    assert "| stream | item bytes |" in table
     assert "| target | measured | wanted | met |" in table
     assert (tmp_path / "latest.png").stat().st_size > 10_000
