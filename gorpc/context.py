@@ -15,6 +15,7 @@ from typing import Any
 from gorpc.kinds import StreamMode
 
 Metadata = dict[str, Any]
+_UNARY = StreamMode.UNARY  # a module global: an enum member's lookup costs more, on every call
 
 
 class CallContext:
@@ -53,7 +54,7 @@ class CallContext:
         self.oneway = oneway
         # How the call carries its messages: for a stream, the request an interceptor sees is an
         # async iterator of requests (REQUESTS) and what `next` returns is one of replies (REPLIES).
-        self.mode = StreamMode.UNARY
+        self.mode = _UNARY
         # Per-call options for plugins (a balancer's hash key, for one); never sent on the wire.
         self.options: dict[str, Any] = {}
         # Client side: the incoming call this one was made under (its deadline and cancellation

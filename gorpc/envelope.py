@@ -65,6 +65,8 @@ def unpack_request_head(data: memoryview) -> tuple[str, dict[str, Any], float | 
         method, metadata, timeout = _unpackb(data)
     except Exception as exc:
         raise ProtocolError(f"malformed request head: {exc}") from exc
+    if isinstance(method, str) and metadata is None and timeout is None:
+        return method, {}, None  # the common head, checked without a call
     return _checked(method, metadata, timeout)
 
 

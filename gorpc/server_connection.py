@@ -114,8 +114,9 @@ class ServerConnection(Connection):
         self._on_open = on_open
         self._on_close = on_close
         self._on_oneway = on_oneway  # one-way calls outlive their connection: the server tracks them
-        self._calls: dict[int, asyncio.Task[None]] = {}  # streams' tasks included
+        self._calls: dict[int, asyncio.Task[None]] = {}
         self._streams: dict[int, Stream] = {}
+        self._stream_tasks: dict[int, asyncio.Task[None]] = {}
         self._oneway: set[asyncio.Task[None]] = set()
         self._held: collections.deque[Frame] = collections.deque()  # requests read, not started
         self._last_request_id = 0  # sent in the final GOAWAY: later requests were never read
@@ -125,7 +126,7 @@ class ServerConnection(Connection):
     @property
     def running(self) -> int:
         """Calls running now, one-way ones included, streams not."""
-        return len(self._calls) - len(self._streams) + len(self._oneway)
+        return len(self._calls) + len(self._oneway)
 
     @property
     def streams(self) -> int:
@@ -144,7 +145,7 @@ class ServerConnection(Connection):
 
     def tasks(self) -> list[asyncio.Task[None]]:
         """The tasks of the calls that expect replies."""
-        return list(self._calls.values())
+        return [*self._calls.values(), *self._stream_tasks.values()]
 
     # -- frames in --------------------------------------------------------------------------------
 
@@ -158,18 +159,18 @@ class ServerConnection(Connection):
 
     def frame_received(self, frame: Frame) -> None:
         msg_type = frame.type
-        if msg_type == MESSAGE:
-            stream = self._streams.get(frame.request_id)
-            if stream is not None:  # else the call has ended: its late messages are dropped
-                stream.message_received(frame)
-        elif msg_type == REQUEST and frame.flags & FLAG_STREAM:
-            self._open_stream(frame)
-        elif msg_type in (REQUEST, ONEWAY):
+        if (msg_type == REQUEST and not frame.flags & FLAG_STREAM) or msg_type == ONEWAY:
             if self._held or self.running >= self._max_calls or not self.writable:
                 self._held.append(frame)
                 self.pause_reading()
             else:
                 self._start(frame)
+        elif msg_type == MESSAGE:
+            stream = self._streams.get(frame.request_id)
+            if stream is not None:  # else the call has ended: its late messages are dropped
+                stream.message_received(frame)
+        elif msg_type == REQUEST:
+            self._open_stream(frame)
         elif msg_type == MessageType.WINDOW:
             stream = self._streams.get(frame.request_id)
             if stream is not None:
@@ -194,7 +195,7 @@ class ServerConnection(Connection):
             if not oneway:
                 self.fail(rid, Unavailable("server is stopping; retry on another instance", unprocessed=True))
             return
-        if not oneway and rid in self._calls:
+        if not oneway and (rid in self._calls or rid in self._stream_tasks):
             raise ProtocolError(f"request id {rid} is already in flight on this connection")
         task = self._loop.create_task(self._handler.run(frame, self))
         if oneway:
@@ -207,7 +208,7 @@ class ServerConnection(Connection):
         """Start a stream call (or refuse it: draining, or too many streams)."""
         rid = frame.request_id
         self._last_request_id = rid
-        if rid in self._calls:
+        if rid in self._calls or rid in self._stream_tasks:
             raise ProtocolError(f"request id {rid} is already in flight on this connection")
         if self._draining:
             self.fail(rid, Unavailable("server is stopping; retry on another instance", unprocessed=True))
@@ -221,10 +222,10 @@ class ServerConnection(Connection):
             )
         else:
             stream = self._streams[rid] = Stream(self, rid, self._stream_window)
-            self._calls[rid] = self._loop.create_task(self._handler.run_stream(frame, stream, self))
+            self._stream_tasks[rid] = self._loop.create_task(self._handler.run_stream(frame, stream, self))
 
     def _cancel(self, rid: int) -> None:
-        task = self._calls.get(rid)
+        task = self._calls.get(rid) or self._stream_tasks.get(rid)
         if task is not None:
             task.cancel()
             return
@@ -292,10 +293,9 @@ class ServerConnection(Connection):
         if oneway:
             self._oneway.discard(asyncio.current_task())
         else:
-            self._calls.pop(request_id, None)
-            stream = self._streams.pop(request_id, None)
-            if stream is not None:
-                stream.fail(Cancelled("the call has ended"))  # wakes whatever still waits on it
+            if self._calls.pop(request_id, None) is None and request_id in self._stream_tasks:
+                del self._stream_tasks[request_id]
+                self._streams.pop(request_id).fail(Cancelled("the call has ended"))  # wakes its waiters
         if self.reading_paused:
             self._release()
 
@@ -318,5 +318,5 @@ class ServerConnection(Connection):
         for stream in self._streams.values():
             stream.fail(Unavailable(f"connection from {self.peer} lost"))
         # Nobody is left to read these replies; stop the work.
-        for task in self._calls.values():
+        for task in [*self._calls.values(), *self._stream_tasks.values()]:
             task.cancel()
