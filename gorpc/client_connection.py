@@ -131,6 +131,7 @@ class ClientConnection(Connection):
     def end_requests(self, stream: Stream) -> None:
         """The caller has sent its last request message (END)."""
         if stream.request_id in self._streams:
+            stream.flush()  # its last messages go before the END
             self.send(encode_header(MessageType.END, stream.request_id, 0, 0))
 
     def end_stream(self, stream: Stream) -> None:

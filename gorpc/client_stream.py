@@ -15,11 +15,11 @@ from gorpc.exceptions import Cancelled, DeadlineExceeded, ProtocolError, error_f
 from gorpc.frame import FLAG_UNPROCESSED, Frame
 from gorpc.kinds import StreamMode
 from gorpc.payload import decode_body
-from gorpc.stream import Message, Stream, StreamEnded, Window
+from gorpc.stream import EMPTY, END, Stream, StreamEnded, Window
 from gorpc.types import Codec
 
 Encode = Callable[[Any], tuple[int, bytes]]  # a request -> (flags, body)
-NOTHING: Any = object()  # `take_nowait`: no reply has arrived yet
+NOTHING = EMPTY  # `take_nowait`: no reply has arrived yet
 
 
 class StreamCall(AsyncIterator[Any]):
@@ -49,7 +49,6 @@ class StreamCall(AsyncIterator[Any]):
         self._encode = encode
         self._on_close = on_close
         self._stream: Stream | None = None
-        self._first: Message | None = None  # a reply read while waiting for the call to start
         self._pump: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._one_reply_given = False
@@ -71,6 +70,7 @@ class StreamCall(AsyncIterator[Any]):
         self._stream = await self._conn.open_stream(
             ctx.method, head, body, self._codec.id, flags, self._window
         )
+        self._stream.set_decoder(self._decode, self._head_received)
         if remaining is not None:
             self._timer = asyncio.get_running_loop().call_later(remaining, self._expire, remaining)
         if ctx.parent is not None:
@@ -83,8 +83,8 @@ class StreamCall(AsyncIterator[Any]):
         if self._ctx.mode & StreamMode.REQUESTS:
             await stream.wait_for_credit()
         else:
-            self._first = await stream.receive()
-        if stream.final is not None and self._first is None:  # it ended before any reply
+            await stream.wait_readable()
+        if stream.final is not None and not stream.has_messages:  # it ended before any reply
             try:
                 self._check_status(stream.final)
             except ProtocolError as exc:  # a stream request head is the only new thing it saw
@@ -103,13 +103,13 @@ class StreamCall(AsyncIterator[Any]):
             if isinstance(requests, AsyncIterable):
                 async for request in requests:
                     flags, body = self._encode(request)
-                    if not stream.try_send(b"", body, flags, codec_id):
-                        await stream.send(b"", body, flags, codec_id)
+                    if not stream.try_send(body, flags, codec_id):
+                        await stream.send(body, flags, codec_id)
             else:
                 for request in requests:
                     flags, body = self._encode(request)
-                    if not stream.try_send(b"", body, flags, codec_id):
-                        await stream.send(b"", body, flags, codec_id)
+                    if not stream.try_send(body, flags, codec_id):
+                        await stream.send(body, flags, codec_id)
             self._conn.end_requests(stream)
         except (StreamEnded, asyncio.CancelledError):
             pass  # the call ended (or was closed) first: nothing left to send to
@@ -125,11 +125,10 @@ class StreamCall(AsyncIterator[Any]):
 
     async def __anext__(self) -> Any:
         try:
-            message = self._first or self.stream.receive_nowait() or await self.stream.receive()
-            self._first = None
-            if message is None:
-                return self._last()
-            return self._decode(message)
+            reply = self.stream.receive_nowait()
+            if reply is EMPTY:
+                reply = await self.stream.receive()
+            return self._last() if reply is END else reply
         except BaseException:
             await self.aclose()
             raise
@@ -137,25 +136,20 @@ class StreamCall(AsyncIterator[Any]):
     def take_nowait(self) -> Any:
         """The next reply if one has arrived, else NOTHING: no coroutine per reply while replies
         come faster than they are read. Raises as `__anext__`, but leaves closing to the caller."""
-        message = self._first
-        if message is None:
-            message = self.stream.receive_nowait()
-            if message is None:
-                return NOTHING
-        else:
-            self._first = None
-        return self._decode(message)
+        reply = self.stream.receive_nowait()
+        return NOTHING if reply is EMPTY else reply
 
-    def _decode(self, message: Message) -> Any:
-        flags, _, head, body = message
-        if head:
-            self._ctx.response_metadata.update(unpack_message_head(head))
+    def _decode(self, flags: int, data: memoryview) -> Any:
+        """A reply, decoded as it arrives (see `Stream.set_decoder`)."""
         if not flags:  # the plain case inline: a call less per reply
             try:
-                return self._codec.decode(body)
+                return self._codec.decode(data)
             except Exception:
                 pass  # decode_body says what was wrong
-        return decode_body(self._codec, flags, body, limit=self._limit, error=ProtocolError, what="reply")
+        return decode_body(self._codec, flags, data, limit=self._limit, error=ProtocolError, what="reply")
+
+    def _head_received(self, head: bytes) -> None:
+        self._ctx.response_metadata.update(unpack_message_head(head))
 
     def _last(self) -> Any:
         """After the last message: the one reply of a client-streaming method (once), else the end."""

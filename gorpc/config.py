@@ -46,13 +46,14 @@ class _CommonConfig:
     heartbeat_interval: float = 10.0  # ping a connection idle this long
     heartbeat_timeout: float = 30.0  # drop a connection silent this long
     # Each stream's receive window: messages (and their bytes) the peer may send before we read them.
-    stream_window_messages: int = 128
+    stream_window_messages: int = 1024
     stream_window_bytes: int = 256 * 1024
 
     @property
     def stream_window(self) -> Window:
-        """This side's receive window for each stream."""
-        return Window(self.stream_window_messages, self.stream_window_bytes)
+        """This side's receive window for each stream; never more bytes than `max_message_size`,
+        since a sender's frames stay within half the window (docs/protocol.md, "Streams")."""
+        return Window(self.stream_window_messages, min(self.stream_window_bytes, self.max_message_size))
 
     uvloop: bool = True  # used when installed
     resolver: Any = "static"  # a name, or a ResolverPlugin object

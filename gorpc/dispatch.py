@@ -133,8 +133,9 @@ class Dispatcher:
     def _stream_request(self, frame: Frame, stream: Stream, codec: Codec, method: Method) -> Any:
         """The request as the handler takes it: decoded, or the stream of them (its window granted)."""
         if method.kind.streams_requests:
+            requests = RequestStream(stream, codec, self._limit)
             stream.grant_window()  # the caller sends nothing until it has credit: now it may
-            return RequestStream(stream, codec, self._limit)
+            return requests
         return decode_body(
             codec, frame.flags, frame.body, limit=self._limit, error=InvalidRequest, what="request"
         )

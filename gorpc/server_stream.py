@@ -12,44 +12,48 @@ from gorpc.context import CallContext
 from gorpc.envelope import pack_message_head
 from gorpc.exceptions import InvalidRequest
 from gorpc.payload import decode_body
-from gorpc.stream import Stream
+from gorpc.stream import EMPTY, END, MESSAGE_OVERHEAD, Stream
 from gorpc.types import Codec
 
 
 class RequestStream(AsyncIterator[Any]):
     """The caller's requests, as a client- or bidirectional-streaming handler iterates them.
 
-    Each message is decoded as it is taken; taking it gives its credit back to the caller, so a
-    handler that reads slowly slows the caller down instead of filling memory.
+    Each arrives decoded; taking it gives its credit back to the caller, so a handler that reads
+    slowly slows the caller down instead of filling memory.
     """
 
-    __slots__ = ("_codec", "_limit", "_stream")
+    __slots__ = ("_stream",)
 
     def __init__(self, stream: Stream, codec: Codec, limit: int) -> None:
         self._stream = stream
-        self._codec = codec
-        self._limit = limit
+
+        def decode(flags: int, data: memoryview) -> Any:
+            if not flags:  # the plain case inline: a call less per request
+                try:
+                    return codec.decode(data)
+                except Exception:
+                    pass  # decode_body says what was wrong
+            return decode_body(codec, flags, data, limit=limit, error=InvalidRequest, what="request")
+
+        stream.set_decoder(decode)
 
     def __aiter__(self) -> RequestStream:
         return self
 
     async def __anext__(self) -> Any:
-        message = self._stream.receive_nowait() or await self._stream.receive()
-        if message is None:
+        request = self._stream.receive_nowait()
+        if request is EMPTY:
+            request = await self._stream.receive()
+        if request is END:
             raise StopAsyncIteration
-        flags, _, _, body = message
-        if not flags:  # the plain case inline: a call less per request
-            try:
-                return self._codec.decode(body)
-            except Exception:
-                pass  # decode_body says what was wrong
-        return decode_body(self._codec, flags, body, limit=self._limit, error=InvalidRequest, what="request")
+        return request
 
 
 class ReplySender:
     """Sends a handler's replies on its stream: encoded, within the caller's credit."""
 
-    __slots__ = ("_codec", "_compress_at", "_ctx", "_encode", "_first", "_limit", "_stream")
+    __slots__ = ("_codec", "_compress_at", "_ctx", "_encode", "_limit", "_stream")
 
     def __init__(
         self,
@@ -65,40 +69,38 @@ class ReplySender:
         self._codec = codec
         self._ctx = ctx
         self._encode = encode  # (codec, reply, head_len) -> (flags, body), raising the right errors
-        self._limit = limit
+        self._limit = limit - MESSAGE_OVERHEAD  # a message's length goes in its frame too
         self._compress_at = compress_at  # bodies this long or longer are compressed (None: never)
-        self._first = True
 
     async def send_all(self, replies: AsyncIterator[Any]) -> None:
         """Send every reply `replies` yields; the generator is closed (its `finally` runs) however
-        this ends, cancellation included."""
+        this ends, cancellation included, and what was sent is flushed before the call's end."""
         stream, codec_id, encode = self._stream, self._codec.id, self._codec.encode
         limit, compress_at = self._limit, self._compress_at
-        head = b""
+        first = True
         try:
             async for reply in replies:
-                if self._first:
-                    head = self._first_head()
+                head = b""
+                if first:
+                    first = False
+                    # Response metadata set before the first reply goes with it (and all at the end).
+                    metadata = self._ctx.response_metadata
+                    head = pack_message_head(metadata) if metadata else b""
+                    stream.set_head(head)
                 # The plain case inline (per message, calls count); anything else the general way.
                 try:
                     body, flags = encode(reply), 0
                 except Exception:
                     flags, body = self._encode(self._codec, reply, len(head))  # raises the right error
                 if len(body) + len(head) > limit or (compress_at is not None and len(body) >= compress_at):
-                    flags, body = self._encode(self._codec, reply, len(head))
-                if not stream.try_send(head, body, flags, codec_id):
-                    await stream.send(head, body, flags, codec_id)
-                head = b""
+                    flags, body = self._encode(self._codec, reply, len(head) + MESSAGE_OVERHEAD)
+                if not stream.try_send(body, flags, codec_id):
+                    await stream.send(body, flags, codec_id)
         finally:
+            stream.flush()
             aclose = getattr(replies, "aclose", None)
             if aclose is not None:
                 await aclose()
-
-    def _first_head(self) -> bytes:
-        # Response metadata set before the first reply goes with it; all of it goes at the end too.
-        self._first = False
-        metadata = self._ctx.response_metadata
-        return pack_message_head(metadata) if metadata else b""
 
 
 _DONE = object()

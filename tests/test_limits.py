@@ -195,9 +195,12 @@ async def test_a_consumer_that_does_not_read_holds_both_processes_to_the_stream_
                 produced = await observer.call("/test.Ticker/Produced")
                 server_after, client_after = rss_bytes(server.process.pid), rss_bytes(os.getpid())
                 assert len(await anext(items)) == 1024  # and it resumes where it was
-    window = ClientConfig().stream_window_messages
-    print(f"produced {produced} items; server RSS +{(server_after - server_before) / MiB:.1f} MiB, "
-          f"client RSS +{(client_after - client_before) / MiB:.1f} MiB")  # fmt: skip
+    config = ClientConfig()
+    item = 1024 + 3  # a msgpack bin of 1 KiB: what the byte window counts
+    window = min(config.stream_window_messages, config.stream_window_bytes // item + 1)
+    print(f"produced {produced} items (window {window}); server RSS "
+          f"+{(server_after - server_before) / MiB:.1f} MiB, client RSS "
+          f"+{(client_after - client_before) / MiB:.1f} MiB")  # fmt: skip
     assert produced <= window + 2  # the window, the item read, and one waiting at its yield
     assert server_after - server_before < 8 * MiB  # without the window: hundreds of MiB in 3 s
     assert client_after - client_before < 8 * MiB

@@ -17,6 +17,7 @@ from gorpc import (
     BlockingClient,
     CallContext,
     Client,
+    ClientConfig,
     DeadlineExceeded,
     InvalidRequest,
     MessageTooLarge,
@@ -27,14 +28,14 @@ from gorpc import (
     Service,
     Unavailable,
 )
-from gorpc.frame import FLAG_STREAM, FrameDecoder, MessageType, encode_header
+from gorpc.frame import FLAG_STREAM, FrameDecoder, MessageType, encode_header, encode_window
 from gorpc.testing import eventually, loopback
 
 pytestmark = pytest.mark.asyncio
 
 FEED = "/test.Feed"
 PROTOCOL_DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
-WINDOW = 128  # the default stream_window_messages
+WINDOW = ClientConfig().stream_window_messages  # the default, both sides
 
 
 class Feed(Service):
@@ -446,26 +447,63 @@ async def test_the_protocol_documents_stream_example_is_what_a_server_answers():
         assert received == answer
         writer.close()
         await writer.wait_closed()
-    from gorpc.frame import encode_window
-
     assert window == encode_window(1, 64, 32768)
     assert end == encode_header(MessageType.END, 1, 0, 0)
 
 
-async def test_a_message_beyond_the_granted_window_closes_the_connection(served, caplog):
-    server, client = served
-    host, port = server.address.rsplit(":", 1)
+async def open_raw_sum_stream(address: str):
+    """A hand-driven client that opens a /test.Feed/Sum stream and reads the server's grant."""
+    host, port = address.rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
     head = msgpack.packb([f"{FEED}/Sum", None, None, [3, 128, 1 << 18]])
     writer.write(encode_header(MessageType.REQUEST, 1, len(head), 0, FLAG_STREAM, 1) + head)
-    body = msgpack.packb(1)
-    message = encode_header(MessageType.MESSAGE, 1, 0, len(body), 0, 1) + body
-    writer.write(message * (WINDOW + 1))  # the server granted WINDOW messages
+    decoder = FrameDecoder(1 << 20)
+    [grant] = decoder.feed(await reader.readexactly(28))
+    assert (grant.type, grant.request_id, bytes(grant.body)) == (
+        MessageType.WINDOW,
+        1,
+        encode_window(1, WINDOW, 1 << 18)[20:],
+    )
+    return reader, writer
+
+
+def messages(*bodies: bytes) -> bytes:
+    """A MESSAGE frame's body: each message, length first."""
+    return b"".join(len(body).to_bytes(4, "big") + body for body in bodies)
+
+
+@pytest.mark.parametrize(
+    ("body", "logged"),
+    [
+        (messages(*[msgpack.packb(1)] * (WINDOW + 1)), "beyond the window granted"),  # one too many
+        (messages(msgpack.packb(1))[:-1], "runs past its frame"),
+        (messages(msgpack.packb(1)) + b"\x00\x00", "length cut short"),
+    ],
+)
+async def test_a_message_frame_that_breaks_the_rules_closes_the_connection(served, caplog, body, logged):
+    server, client = served
+    reader, writer = await open_raw_sum_stream(server.address)
+    writer.write(encode_header(MessageType.MESSAGE, 1, 0, len(body), 0, 1) + body)
     while await reader.read(65536):
         pass  # until the server closes the connection
-    assert "beyond the window granted" in caplog.text
+    assert logged in caplog.text
     writer.close()
     assert await client.call(f"{FEED}/Unary", "others are served") == "others are served"
+
+
+async def test_messages_within_the_window_are_served_whatever_frames_carry_them(served):
+    server, _ = served
+    reader, writer = await open_raw_sum_stream(server.address)
+    one = msgpack.packb(1)
+    for body in (messages(*[one] * (WINDOW - 28)), messages(one), messages(*[one] * 27)):  # the window
+        writer.write(encode_header(MessageType.MESSAGE, 1, 0, len(body), 0, 1) + body)
+    writer.write(encode_header(MessageType.END, 1, 0, 0))
+    frames = []
+    decoder = FrameDecoder(1 << 20)
+    while not any(f.type == MessageType.RESPONSE for f in frames):
+        frames.extend(decoder.feed(await reader.read(65536)))
+    assert msgpack.unpackb(frames[-1].body) == WINDOW
+    writer.close()
 
 
 async def test_a_server_from_before_streams_gives_a_clear_typed_error():
