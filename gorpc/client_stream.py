@@ -117,6 +117,10 @@ class StreamCall(AsyncIterator[Any]):
             if stream.failed is None:  # the caller's iterator (or encoding) failed: so does the call
                 stream.fail(exc)
                 self._conn.end_stream(stream)
+        finally:
+            aclose = getattr(requests, "aclose", None)
+            if aclose is not None:  # a generator the call stopped reading: its `finally` runs now
+                await aclose()
 
     # -- replies ----------------------------------------------------------------------------------
 

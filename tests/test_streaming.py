@@ -76,6 +76,9 @@ class Feed(Service):
     async def Sum(self, numbers: AsyncIterator[int]) -> int:
         return sum([n async for n in numbers])
 
+    async def FirstThree(self, numbers: AsyncIterator[int]) -> int:
+        return sum([await anext(numbers) for _ in range(3)])
+
     async def Echo(self, items: AsyncIterator[object]) -> AsyncIterator[object]:
         async for item in items:
             yield item
@@ -151,7 +154,7 @@ async def test_a_plain_generator_handler_runs_in_the_thread_pool(served):
     assert all(thread.startswith("gorpc-handler") for _, thread in replies)
 
 
-async def test_the_blocking_client_has_the_same_calls_with_plain_iterators(served):
+async def test_the_blocking_client_has_the_same_calls_with_plain_iterators(served, feed):
     server, _ = served
 
     def script() -> tuple[list[int], int, list[str], list[int]]:
@@ -161,9 +164,13 @@ async def test_the_blocking_client_has_the_same_calls_with_plain_iterators(serve
             echoed = list(client.stream(f"{FEED}/Echo", requests=["a", "b"]))
             with client.stream(f"{FEED}/Count", 1000) as replies:
                 first = [next(replies), next(replies)]  # leaving early cancels the call
+            for reply in client.stream(f"{FEED}/Forever", 10):
+                if reply:
+                    break  # so does breaking out of the loop
             return counted, summed, echoed, first
 
     assert await asyncio.to_thread(script) == ([0, 1, 2, 3], 45, ["a", "b"], [0, 1])
+    await eventually(lambda: feed.closed.count("Count") == 2 and "Forever" in feed.closed)
 
 
 async def test_response_metadata_comes_at_the_start_and_at_the_end(served):
@@ -252,6 +259,22 @@ async def test_a_handler_error_after_n_items_gives_the_n_items_then_the_typed_er
             received.append(reply)
     assert received == [0, 1, 2, 3, 4]
     assert caught.value.type_name == "ValueError"
+
+
+async def test_a_handler_that_returns_early_stops_the_callers_request_stream(served):
+    _, client = served
+    closed = asyncio.Event()
+
+    async def endless() -> AsyncIterator[int]:
+        try:
+            while True:
+                yield 1
+        finally:
+            closed.set()
+
+    # Sum of a stream read as "the first 3 only": a handler returning while requests still come.
+    assert [r async for r in client.stream(f"{FEED}/FirstThree", requests=endless())] == [3]
+    await asyncio.wait_for(closed.wait(), 5)  # the caller's generator was closed, not left running
 
 
 async def test_the_deadline_covers_the_whole_stream(served, feed):
@@ -363,8 +386,8 @@ async def test_a_graceful_stop_lets_streams_finish_within_the_grace_then_cancels
         stopping = asyncio.ensure_future(server.stop())
         assert [r async for r in short] == [1, 2]  # finished within the grace period
         with pytest.raises(Unavailable):
-            async for _ in endless:
-                await asyncio.sleep(0.01)
+            async for _ in endless:  # items keep coming until the grace period ends
+                pass
         await stopping
     assert "Forever" in feed.closed
 
