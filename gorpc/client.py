@@ -40,10 +40,11 @@ from gorpc.frame import FLAG_UNPROCESSED, Frame
 from gorpc.health import Ejections
 from gorpc.interceptors import build_chain
 from gorpc.kinds import StreamMode
-from gorpc.payload import decode_body, encode_body
+from gorpc.payload import decode_body, encode_body, plain_encoder
 from gorpc.plugins import as_resolver, make_balancer_factory, make_codec, make_resolver, make_tracing
 from gorpc.pool import ConnectionPool
 from gorpc.selector import Selector
+from gorpc.stream import MESSAGE_OVERHEAD
 from gorpc.tracing import client_interceptor
 from gorpc.types import Codec, Interceptor, Next, Node, TracingPlugin
 
@@ -97,6 +98,12 @@ class Client:
         self._chain = build_chain(self.interceptors, invoke)
         self._stream_chain = build_chain(self.interceptors, self._invoke_stream)
         self._balancers = make_balancer_factory(cfg.balancer)
+        # A stream's requests: the plain case in one call per message (see payload.plain_encoder).
+        self._encode_message = (
+            self._encode
+            if self._compress
+            else plain_encoder(self._codec, self._limit - MESSAGE_OVERHEAD, self._encode)
+        )
         resolver = self._resolver.plugin if self._resolver is not None else None
         self.plugin_call_options = declared_call_options(
             [resolver, self.tracing, self._balancers, *self.interceptors]
@@ -391,7 +398,7 @@ class Client:
             self._codec,
             window=self.config.stream_window,
             limit=self._limit,
-            encode=self._encode,
+            encode=self._encode_message,
             on_close=on_close,
         )
 

@@ -28,11 +28,11 @@ from gorpc.exceptions import (
 from gorpc.frame import Frame, MessageType
 from gorpc.interceptors import build_chain
 from gorpc.kinds import MethodKind, mismatch_message
-from gorpc.payload import decode_body, encode_body
+from gorpc.payload import decode_body, encode_body, plain_encoder
 from gorpc.server_connection import CallHost
 from gorpc.server_stream import ReplySender, RequestStream, iterate_in_thread
 from gorpc.service import Method, MethodTable
-from gorpc.stream import Stream
+from gorpc.stream import MESSAGE_OVERHEAD, Stream
 from gorpc.types import Codec, Interceptor
 
 logger = logging.getLogger("gorpc.server")
@@ -152,17 +152,22 @@ class Dispatcher:
     ) -> None:
         result = await self._chain(ctx, request)
         if method.kind.streams_replies:
-            compress_at = self._threshold if self._compress else None
-            sender = ReplySender(
-                stream, codec, ctx, self._encode_reply, limit=self._limit, compress_at=compress_at
-            )
-            await sender.send_all(result)
+            await self._reply_sender(stream, codec, ctx).send_all(result, codec.id)
             # The end: status and trailing metadata, no body (so no codec).
             host.reply(rid, 0, 0, pack_response_head(0, None, None, ctx.response_metadata), b"")
         else:  # client-streaming: one reply, in the RESPONSE like a unary call's
             head = pack_response_head(0, None, None, ctx.response_metadata)
             flags, body = self._encode_reply(codec, result, len(head))
             host.reply(rid, codec.id, flags, head, body)
+
+    def _reply_sender(self, stream: Stream, codec: Codec, ctx: CallContext) -> ReplySender:
+        def general(reply: Any, head_len: int) -> tuple[int, bytes]:
+            return self._encode_reply(codec, reply, head_len + MESSAGE_OVERHEAD)  # its length too
+
+        plain = None
+        if not self._compress:
+            plain = plain_encoder(codec, self._limit - MESSAGE_OVERHEAD, lambda reply: general(reply, 0))
+        return ReplySender(stream, ctx, general, plain)
 
     def _fail(
         self, host: CallHost, rid: int, path: str, ctx: CallContext | None, oneway: bool, exc: Exception

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gorpc import compression
@@ -41,3 +42,23 @@ def decode_body(
         # the (inflated) input alive for as long as someone holds the error.
         data = None
         raise error(f"cannot decode {what} with codec {codec.name!r}: {exc}") from exc.with_traceback(None)
+
+
+Encoder = Callable[[Any], tuple[int, bytes]]  # a payload -> (flags, body)
+
+
+def plain_encoder(codec: Codec, limit: int, general: Encoder) -> Encoder:
+    """An encoder for a stream's messages that does the plain case (no compression, within
+    `limit`) in one call; whatever else, errors included, goes through `general`."""
+    encode = codec.encode
+
+    def plain(obj: Any) -> tuple[int, bytes]:
+        try:
+            body = encode(obj)
+        except Exception:
+            return general(obj)  # which raises the error the caller should get
+        if len(body) > limit:
+            return general(obj)
+        return 0, body
+
+    return plain

@@ -11,8 +11,8 @@ from typing import Any
 from gorpc.context import CallContext
 from gorpc.envelope import pack_message_head
 from gorpc.exceptions import InvalidRequest
-from gorpc.payload import decode_body
-from gorpc.stream import EMPTY, END, MESSAGE_OVERHEAD, Stream
+from gorpc.payload import Encoder, decode_body
+from gorpc.stream import EMPTY, END, Stream
 from gorpc.types import Codec
 
 
@@ -53,54 +53,47 @@ class RequestStream(AsyncIterator[Any]):
 class ReplySender:
     """Sends a handler's replies on its stream: encoded, within the caller's credit."""
 
-    __slots__ = ("_codec", "_compress_at", "_ctx", "_encode", "_limit", "_stream")
+    __slots__ = ("_ctx", "_encode", "_general", "_stream")
 
     def __init__(
         self,
         stream: Stream,
-        codec: Codec,
         ctx: CallContext,
-        encode: Callable[[Codec, Any, int], tuple[int, bytes]],
-        *,
-        limit: int,
-        compress_at: int | None,
+        general: Callable[[Any, int], tuple[int, bytes]],
+        plain: Encoder | None,
     ) -> None:
         self._stream = stream
-        self._codec = codec
         self._ctx = ctx
-        self._encode = encode  # (codec, reply, head_len) -> (flags, body), raising the right errors
-        self._limit = limit - MESSAGE_OVERHEAD  # a message's length goes in its frame too
-        self._compress_at = compress_at  # bodies this long or longer are compressed (None: never)
+        self._general = general  # (reply, head length) -> (flags, body), raising the right errors
+        self._encode = plain or (lambda reply: general(reply, 0))  # the per-message fast path
 
-    async def send_all(self, replies: AsyncIterator[Any]) -> None:
+    async def send_all(self, replies: AsyncIterator[Any], codec_id: int) -> None:
         """Send every reply `replies` yields; the generator is closed (its `finally` runs) however
         this ends, cancellation included, and what was sent is flushed before the call's end."""
-        stream, codec_id, encode = self._stream, self._codec.id, self._codec.encode
-        limit, compress_at = self._limit, self._compress_at
-        first = True
+        stream, encode = self._stream, self._encode
+        replies = aiter(replies)  # one iterator for both loops below
         try:
             async for reply in replies:
-                head = b""
-                if first:
-                    first = False
-                    # Response metadata set before the first reply goes with it (and all at the end).
-                    metadata = self._ctx.response_metadata
-                    head = pack_message_head(metadata) if metadata else b""
-                    stream.set_head(head)
-                # The plain case inline (per message, calls count); anything else the general way.
-                try:
-                    body, flags = encode(reply), 0
-                except Exception:
-                    flags, body = self._encode(self._codec, reply, len(head))  # raises the right error
-                if len(body) + len(head) > limit or (compress_at is not None and len(body) >= compress_at):
-                    flags, body = self._encode(self._codec, reply, len(head) + MESSAGE_OVERHEAD)
+                flags, body = self._first(reply)
+                if not stream.try_send(body, flags, codec_id):
+                    await stream.send(body, flags, codec_id)
+                break
+            async for reply in replies:
+                flags, body = encode(reply)
                 if not stream.try_send(body, flags, codec_id):
                     await stream.send(body, flags, codec_id)
         finally:
-            stream.flush()
+            self._stream.flush()
             aclose = getattr(replies, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    def _first(self, reply: Any) -> tuple[int, bytes]:
+        # Response metadata set before the first reply goes with it (and all of it at the end).
+        metadata = self._ctx.response_metadata
+        head = pack_message_head(metadata) if metadata else b""
+        self._stream.set_head(head)
+        return self._general(reply, len(head))
 
 
 _DONE = object()

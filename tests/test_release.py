@@ -40,6 +40,17 @@ async def test_the_readme_client_snippets_run_as_written(name):
     assert "hello world" in result.stdout
 
 
+@pytest.mark.asyncio
+async def test_the_readme_streams_snippet_serves_and_calls_each_kind():
+    namespace: dict = {}
+    exec(snippet("streams"), namespace)
+    printed: list[str] = []
+    namespace["print"] = lambda *args: printed.append(" ".join(map(str, args)))
+    async with loopback(namespace["RouteGuide"]()) as (_, client):
+        await namespace["use"](client)
+    assert printed == ["{'lat': 1}", "{'lat': 2}", "{'lat': 3}", "['A', 'B'] {'points': 2}"]
+
+
 def test_the_readme_pytest_snippet_passes_in_strict_mode(tmp_path):
     (tmp_path / "test_greeter.py").write_text(snippet("pytest"))
     (tmp_path / "pytest.ini").write_text(
