@@ -348,6 +348,7 @@ class Client:
         streams_requests = bool(ctx.mode & StreamMode.REQUESTS)
         flags, body = (0, b"") if streams_requests else self._encode(request)
         call = await self._start_stream(ctx, flags, body)
+        ctx.closer = call.close
         if streams_requests:
             call.send_requests(request)
         if ctx.mode & StreamMode.REPLIES:

@@ -203,6 +203,10 @@ class StreamCall(AsyncIterator[Any]):
 
     async def aclose(self) -> None:
         """End the call: if the server has not finished it, it is cancelled there too."""
+        self.close()
+
+    def close(self) -> None:
+        """`aclose`, from code that cannot await (it never needs to)."""
         if self._closed:
             return
         self._closed = True
@@ -235,6 +239,7 @@ class ReplyStream(AsyncIterator[Any]):
         self._request = request
         self._replies: AsyncIterator[Any] | None = None
         self._done = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the call's, once started
 
     @property
     def method(self) -> str:
@@ -254,6 +259,7 @@ class ReplyStream(AsyncIterator[Any]):
             if self._done:
                 return
             if self._replies is None:
+                self._loop = asyncio.get_running_loop()
                 self._replies = await self._start(self._ctx, self._request)
                 self._request = None
             replies = self._replies
@@ -277,6 +283,7 @@ class ReplyStream(AsyncIterator[Any]):
             raise StopAsyncIteration
         try:
             if self._replies is None:
+                self._loop = asyncio.get_running_loop()
                 self._replies = await self._start(self._ctx, self._request)
                 self._request = None
             return await self._replies.__anext__()
@@ -289,8 +296,20 @@ class ReplyStream(AsyncIterator[Any]):
         self._done = True
         replies, self._replies = self._replies, None
         aclose = getattr(replies, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        try:
+            if aclose is not None:
+                await aclose()  # an interceptor's wrapper first: its `finally` may still report
+        finally:
+            closer, self._ctx.closer = self._ctx.closer, None
+            if closer is not None:
+                closer()  # the call itself, whatever the wrappers did
+
+    def __del__(self) -> None:
+        # Dropped unfinished (read with anext() and never closed): end the call on the wire, on
+        # its loop, which may be another thread's (a BlockingClient's).
+        closer, loop = self._ctx.closer, self._loop
+        if closer is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(closer)
 
     async def __aenter__(self) -> Self:
         return self

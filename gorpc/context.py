@@ -27,6 +27,7 @@ class CallContext:
 
     __slots__ = (
         "_dependents",
+        "closer",
         "deadline",
         "metadata",
         "method",
@@ -61,6 +62,9 @@ class CallContext:
         # carry over).
         self.parent: CallContext | None = None
         self._dependents: set[Callable[[], object]] | None = None
+        # Client side, a stream call: ends the call on the wire, however interceptors wrapped its
+        # replies (a wrapper that stops reading need not close what it wraps).
+        self.closer: Callable[[], None] | None = None
 
     def add_dependent(self, cancel: Callable[[], object]) -> None:
         """Call `cancel` if this incoming call is cancelled. (A call made in the handler's own task

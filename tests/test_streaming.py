@@ -242,7 +242,13 @@ async def leave_by_aclose(client: Client) -> None:
     await replies.aclose()
 
 
-@pytest.mark.parametrize("leave", [leave_by_break, leave_by_context, leave_by_aclose])
+async def leave_by_dropping_it(client: Client) -> None:
+    replies = client.stream(f"{FEED}/Forever", 10)
+    await anext(replies)
+    del replies  # read with anext() and never closed: collected, it still ends the call
+
+
+@pytest.mark.parametrize("leave", [leave_by_break, leave_by_context, leave_by_aclose, leave_by_dropping_it])
 async def test_leaving_a_stream_early_cancels_it_and_the_servers_finally_runs(served, feed, leave):
     server, client = served
     await leave(client)
@@ -406,7 +412,7 @@ async def test_interceptors_see_a_stream_start_and_can_wrap_its_replies(feed):
         ctx.metadata["who"] = "interceptor"
         replies = await call_next(ctx, request)
 
-        async def doubled() -> AsyncIterator[int]:
+        async def doubled() -> AsyncIterator[object]:
             async for reply in replies:
                 yield reply * 2
 
@@ -416,7 +422,12 @@ async def test_interceptors_see_a_stream_start_and_can_wrap_its_replies(feed):
     server.register(feed)
     async with server, Client(server.address, interceptors=[client_side]) as client:
         assert [r async for r in client.stream(f"{FEED}/Count", 3)] == [0, 2, 4]
-    assert seen == [f"server {FEED}/Count mode=2"]
+        # Its wrapper closes nothing it wraps: leaving early still ends the call on the server.
+        async with client.stream(f"{FEED}/Forever", 1) as replies:
+            await anext(replies)
+        await eventually(lambda: "Forever" in feed.closed)
+        await eventually(lambda: all(conn.streams == 0 for conn in server.connections))
+    assert seen == [f"server {FEED}/Count mode=2", f"server {FEED}/Forever mode=2"]
 
 
 async def test_a_stream_is_one_span_on_each_side_covering_all_its_replies(feed):
