@@ -45,7 +45,7 @@ async def closed_loop(calls: list[Call], total: int, concurrency: int, payload: 
     warmup = max(share // 10, 1)
     await asyncio.gather(*(worker(calls[i % len(calls)], warmup) for i in range(concurrency)))
     latencies.clear()
-    cpu = _cpu()
+    cpu = cpu_seconds()
     started = time.perf_counter()
     await asyncio.gather(*(worker(calls[i % len(calls)], share) for i in range(concurrency)))
     elapsed = time.perf_counter() - started
@@ -53,12 +53,13 @@ async def closed_loop(calls: list[Call], total: int, concurrency: int, payload: 
     result: dict[str, Any] = {"calls": len(latencies), "calls_per_s": len(latencies) / elapsed}
     for p in PERCENTILES:
         result[f"p{p:g}_ms"] = latencies[min(int(len(latencies) * p / 100), len(latencies) - 1)] * 1e3
-    result["client_cpu_s"] = _cpu() - cpu
+    result["client_cpu_s"] = cpu_seconds() - cpu
     result["elapsed_s"] = elapsed
     return result
 
 
-def _cpu() -> float:
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +21,8 @@ from typing import Any
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loadgen import cpu_seconds
 
 Run = Callable[[str, int, int], Awaitable[None]]  # (mode, items, size): one whole stream
 
@@ -94,24 +95,19 @@ async def ceiling_runner(target: str) -> tuple[Run, Any]:
     return run, close
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     runner = {"gorpc": gorpc_runner, "grpc": grpc_runner, "ceiling": ceiling_runner}[args.kind]
     run, close = await runner(args.target)
     try:
         await run(args.mode, max(args.items // 10, 10), args.size)  # warm-up
-        cpu, started = _cpu(), time.perf_counter()
+        cpu, started = cpu_seconds(), time.perf_counter()
         await run(args.mode, args.items, args.size)
         elapsed = time.perf_counter() - started
         return {
             "items": args.items,
             "items_per_s": args.items / elapsed,
             "mb_per_s": args.items * args.size / elapsed / 1e6,
-            "client_cpu_s": _cpu() - cpu,
+            "client_cpu_s": cpu_seconds() - cpu,
             "elapsed_s": elapsed,
         }
     finally:

@@ -155,7 +155,12 @@ class BlockingReplyStream(Iterator[Any]):
     def __iter__(self) -> Iterator[Any]:
         # A generator, so that `break` cancels the call: Python closes a generator dropped unfinished.
         try:
-            yield from _until_stopped(self)
+            while True:
+                try:
+                    reply = next(self)
+                except StopIteration:
+                    return
+                yield reply
         finally:
             self.close()
 
@@ -176,14 +181,6 @@ class BlockingReplyStream(Iterator[Any]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def _until_stopped(replies: BlockingReplyStream) -> Iterator[Any]:
-    while True:
-        try:
-            yield next(replies)
-        except StopIteration:
-            return
 
 
 _DONE = object()

@@ -153,15 +153,11 @@ class Client:
         With `requests` (an async or plain iterable) the call is client-streaming: the requests
         are sent as a stream, within the server's credit, and its one reply is returned.
         """
-        ctx = self._context(method, timeout, metadata, propagate, False)
-        if hash_key is not None or idempotent is not None or options:
-            self._set_options(ctx, hash_key, idempotent, options)
+        ctx = self._context(method, timeout, metadata, propagate, False, hash_key, idempotent, options)
         chain = self._chain
         if requests is not None:
-            if request is not None:
-                raise TypeError("pass either request or requests, not both")
             ctx.mode = StreamMode.REQUESTS
-            chain, request = self._stream_chain, requests
+            chain, request = self._stream_chain, _one_of(request, requests)
         parent = ctx.parent
         if parent is None:
             return await chain(ctx, request)
@@ -187,16 +183,11 @@ class Client:
         The options are `call`'s; `timeout` covers the whole stream. The call starts at the first
         iteration; leaving `async with`, breaking out of the loop, or `aclose()` cancels it.
         """
-        ctx = self._context(method, timeout, metadata, propagate, False)
-        if hash_key is not None or idempotent is not None or options:
-            self._set_options(ctx, hash_key, idempotent, options)
+        ctx = self._context(method, timeout, metadata, propagate, False, hash_key, idempotent, options)
+        ctx.mode = StreamMode.REPLIES
         if requests is not None:
-            if request is not None:
-                raise TypeError("pass either request or requests, not both")
-            ctx.mode = StreamMode.REQUESTS | StreamMode.REPLIES
-            request = requests
-        else:
-            ctx.mode = StreamMode.REPLIES
+            ctx.mode |= StreamMode.REQUESTS
+            request = _one_of(request, requests)
         return ReplyStream(self._stream_chain, ctx, request)
 
     async def notify(
@@ -209,9 +200,7 @@ class Client:
         options: Mapping[str, Any] | None = None,
     ) -> None:
         """A one-way call: sent once the request is written to the connection; no reply, no error back."""
-        ctx = self._context(method, _UNSET, metadata, False, True)
-        if hash_key is not None or options:
-            self._set_options(ctx, hash_key, None, options)
+        ctx = self._context(method, _UNSET, metadata, False, True, hash_key, None, options)
         await self._chain(ctx, request)
 
     def _context(
@@ -221,7 +210,12 @@ class Client:
         metadata: Metadata | None,
         propagate: bool | None,
         oneway: bool,
+        hash_key: str | bytes | int | None,
+        idempotent: bool | None,
+        options: Mapping[str, Any] | None,
     ) -> CallContext:
+        """A call's context: its checked path, its deadline (its own, or what is left of the
+        incoming call's), a copy of its metadata, and its per-call options."""
         if self._closed:
             raise RuntimeError("client is closed")
         if not method.startswith("/") or method.count("/") != 2:
@@ -241,6 +235,8 @@ class Client:
         # A copy: interceptors may add metadata without touching the caller's dict.
         ctx = CallContext(method, dict(metadata) if metadata else {}, deadline, oneway=oneway)
         ctx.parent = parent
+        if hash_key is not None or idempotent is not None or options:
+            self._set_options(ctx, hash_key, idempotent, options)
         return ctx
 
     def _set_options(
@@ -311,10 +307,7 @@ class Client:
                         raise
                     break  # nowhere else to try
                 try:
-                    conn = self._pool.get_open(node.address)
-                    if conn is None:
-                        conn = await self._wait(self._pool.connect(node.address), ctx)
-                        self._ejections.restore(node.address)
+                    conn = self._pool.get_open(node.address) or await self._connect_to(node.address, ctx)
                     if ctx.oneway:
                         return await self._notify(conn, ctx, flags, body)
                     try:
@@ -324,14 +317,9 @@ class Client:
                         raise
                     return self._decode_reply(ctx, frame)
                 except Unavailable as exc:
-                    reason = str(exc)  # the message, not the error: a kept log record keeps no traceback
-                    if isinstance(exc, ConnectionFailed):
-                        self._ejections.eject(node.address, reason)
-                    if not self._retry.should_retry(exc, ctx, len(tried)):
+                    if not self._may_retry(exc, node, ctx, tried, ctx.method):
                         raise
                     last_error = exc
-                    tried.append(node.address)
-                    logger.info("%s failed on %s (%s); trying another node", ctx.method, node.address, reason)
                 finally:
                     selector.done(service, node, ctx)
             assert last_error is not None
@@ -356,36 +344,53 @@ class Client:
         return await call.one_reply()
 
     async def _start_stream(self, ctx: CallContext, flags: int, body: bytes) -> StreamCall:
+        """A stream call started on a node: the one address, or a resolved node, trying others as
+        `_invoke_resolved` does while the call has not started anywhere."""
         if self._direct is not None:
             conn = self._pool.get_open(self._direct) or await self._connect_to(self._direct, ctx)
             return await self._started(self._stream_call(conn, ctx, None), flags, body)
         selector = self._selector or self._make_selector()
         service = self.config.target or ctx.service
         tried: list[str] = []
-        while True:
-            try:
-                node = selector.pick(service, ctx, tried)
-                if node is None:
-                    node = await self._wait(selector.select(service, ctx, tried), ctx)
-            except NoNodesAvailable:
-                if not tried:
-                    raise
-                raise Unavailable(f"{ctx.method}: every node tried ({', '.join(tried)}) failed") from None
-            done = functools.partial(selector.done, service, node, ctx)
-            try:
+        last_error: Unavailable | None = None
+        try:
+            while True:
                 try:
-                    conn = self._pool.get_open(node.address) or await self._connect_to(node.address, ctx)
-                except BaseException:
-                    done()
-                    raise
-                return await self._started(self._stream_call(conn, ctx, done), flags, body)
-            except Unavailable as exc:
-                if isinstance(exc, ConnectionFailed):
-                    self._ejections.eject(node.address, str(exc))
-                if not self._retry.should_retry(exc, ctx, len(tried)):
-                    raise
-                tried.append(node.address)
-                logger.info("stream %s failed on %s (%s); trying another node", ctx.method, node.address, exc)
+                    node = selector.pick(service, ctx, tried)
+                    if node is None:
+                        node = await self._wait(selector.select(service, ctx, tried), ctx)
+                except NoNodesAvailable:
+                    if last_error is None:
+                        raise
+                    break  # nowhere else to try
+                done = functools.partial(selector.done, service, node, ctx)  # when the call ends
+                try:
+                    try:
+                        conn = self._pool.get_open(node.address) or await self._connect_to(node.address, ctx)
+                    except BaseException:
+                        done()
+                        raise
+                    return await self._started(self._stream_call(conn, ctx, done), flags, body)
+                except Unavailable as exc:
+                    if not self._may_retry(exc, node, ctx, tried, f"stream {ctx.method}"):
+                        raise
+                    last_error = exc
+            assert last_error is not None
+            raise last_error  # the caller gets the real failure, not "no more nodes"
+        finally:
+            last_error = None  # see `_invoke_resolved`: no reference cycle through the error
+
+    def _may_retry(self, exc: Unavailable, node: Node, ctx: CallContext, tried: list[str], what: str) -> bool:
+        """After `node` failed with `exc`: eject it if its connection failed, and say whether the
+        fail mode tries another node (then `node` counts as tried)."""
+        reason = str(exc)  # the message, not the error: a kept log record keeps no traceback
+        if isinstance(exc, ConnectionFailed):
+            self._ejections.eject(node.address, reason)
+        if not self._retry.should_retry(exc, ctx, len(tried)):
+            return False
+        tried.append(node.address)
+        logger.info("%s failed on %s (%s); trying another node", what, node.address, reason)
+        return True
 
     async def _connect_to(self, address: str, ctx: CallContext) -> ClientConnection:
         conn = await self._wait(self._pool.connect(address), ctx)
@@ -515,6 +520,13 @@ class Client:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+def _one_of(request: Any, requests: Any) -> Any:
+    """The request stream, when no single request was given too."""
+    if request is not None:
+        raise TypeError("pass either request or requests, not both")
+    return requests
 
 
 def declared_call_options(plugins: Iterable[object]) -> frozenset[str]:

@@ -108,8 +108,8 @@ class ClientConnection(Connection):
             raise
         finally:
             self._pending.pop(rid, None)
-            if self.going_away and not self._pending and not self._streams:
-                self.close()  # drained: the last call of a connection told to go away
+            if self.going_away:
+                self._close_if_drained()
 
     async def open_stream(
         self, method: str, head: bytes, body: bytes, codec: int, flags: int, window: Window
@@ -139,7 +139,12 @@ class ClientConnection(Connection):
         if self._streams.pop(stream.request_id, None) is not None:
             stream.fail(Cancelled("the stream was closed by its caller"))
             self.send(encode_header(MessageType.CANCEL, stream.request_id, 0, 0))
-        if self.going_away and not self._pending and not self._streams:
+        if self.going_away:
+            self._close_if_drained()
+
+    def _close_if_drained(self) -> None:
+        """After GOAWAY, close once the last call in flight has ended."""
+        if not self._pending and not self._streams:
             self.close()
 
     def notify(self, head: bytes, body: bytes, *, flags: int, codec: int) -> None:
@@ -185,8 +190,8 @@ class ClientConnection(Connection):
                     future.set_result(frame)
             elif frame.request_id in self._streams:
                 self._streams.pop(frame.request_id).peer_done(frame)
-                if self.going_away and not self._pending and not self._streams:
-                    self.close()
+                if self.going_away:
+                    self._close_if_drained()
             # A response for a call that timed out or was cancelled is dropped.
         elif msg_type == MESSAGE:
             stream = self._streams.get(frame.request_id)
@@ -218,8 +223,7 @@ class ClientConnection(Connection):
         if last_request_id:
             self._last_taken = last_request_id
         self._on_unusable(self)
-        if not self._pending and not self._streams:
-            self.close()
+        self._close_if_drained()
 
     def lost(self, exc: Exception | None) -> None:
         self._on_unusable(self)
@@ -227,14 +231,14 @@ class ClientConnection(Connection):
         pending, self._pending = self._pending, {}
         for rid, future in pending.items():
             if not future.done():
-                # Past the last request a closing server took: it never read this one.
-                unread = self._last_taken is not None and rid > self._last_taken
-                detail = " before the server read the request" if unread else reason
-                future.set_exception(
-                    ConnectionFailed(f"connection to {self.address} lost{detail}", unprocessed=unread)
-                )
+                future.set_exception(self._lost_error(rid, reason))
         streams, self._streams = self._streams, {}
         for rid, stream in streams.items():
-            unread = self._last_taken is not None and rid > self._last_taken
-            detail = " before the server read the request" if unread else reason
-            stream.fail(ConnectionFailed(f"connection to {self.address} lost{detail}", unprocessed=unread))
+            stream.fail(self._lost_error(rid, reason))
+
+    def _lost_error(self, rid: int, reason: str) -> ConnectionFailed:
+        """What call `rid` fails with when the connection is lost (`reason`: why, or "")."""
+        # Past the last request a closing server took: it never read this one.
+        unread = self._last_taken is not None and rid > self._last_taken
+        detail = " before the server read the request" if unread else reason
+        return ConnectionFailed(f"connection to {self.address} lost{detail}", unprocessed=unread)

@@ -14,12 +14,11 @@ from gorpc.envelope import pack_request_head, unpack_message_head, unpack_respon
 from gorpc.exceptions import Cancelled, DeadlineExceeded, ProtocolError, error_from_status
 from gorpc.frame import FLAG_UNPROCESSED, Frame
 from gorpc.kinds import StreamMode
-from gorpc.payload import decode_body
+from gorpc.payload import message_decoder
 from gorpc.stream import EMPTY, END, Stream, StreamEnded, Window
 from gorpc.types import Codec
 
 Encode = Callable[[Any], tuple[int, bytes]]  # a request -> (flags, body)
-NOTHING = EMPTY  # `take_nowait`: no reply has arrived yet
 
 
 class StreamCall(AsyncIterator[Any]):
@@ -49,6 +48,7 @@ class StreamCall(AsyncIterator[Any]):
         self._encode = encode
         self._on_close = on_close
         self._stream: Stream | None = None
+        self._decode = message_decoder(codec, limit, ProtocolError, "reply")
         self._pump: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._one_reply_given = False
@@ -70,7 +70,7 @@ class StreamCall(AsyncIterator[Any]):
         self._stream = await self._conn.open_stream(
             ctx.method, head, body, self._codec.id, flags, self._window
         )
-        self._stream.set_decoder(self._decode, self._head_received)
+        self._stream.set_decoder(self._decode, self._head_received)  # replies decoded as they arrive
         if remaining is not None:
             self._timer = asyncio.get_running_loop().call_later(remaining, self._expire, remaining)
         if ctx.parent is not None:
@@ -137,21 +137,6 @@ class StreamCall(AsyncIterator[Any]):
             await self.aclose()
             raise
 
-    def take_nowait(self) -> Any:
-        """The next reply if one has arrived, else NOTHING: no coroutine per reply while replies
-        come faster than they are read. Raises as `__anext__`, but leaves closing to the caller."""
-        reply = self.stream.receive_nowait()
-        return NOTHING if reply is EMPTY else reply
-
-    def _decode(self, flags: int, data: memoryview) -> Any:
-        """A reply, decoded as it arrives (see `Stream.set_decoder`)."""
-        if not flags:  # the plain case inline: a call less per reply
-            try:
-                return self._codec.decode(data)
-            except Exception:
-                pass  # decode_body says what was wrong
-        return decode_body(self._codec, flags, data, limit=self._limit, error=ProtocolError, what="reply")
-
     def _head_received(self, head: bytes) -> None:
         self._ctx.response_metadata.update(unpack_message_head(head))
 
@@ -164,9 +149,7 @@ class StreamCall(AsyncIterator[Any]):
             self._one_reply_given = True
             if final.codec != self._codec.id:
                 raise ProtocolError(f"server replied in codec {final.codec}, not {self._codec.name!r}")
-            return decode_body(
-                self._codec, final.flags, final.body, limit=self._limit, error=ProtocolError, what="reply"
-            )
+            return self._decode(final.flags, final.body)
         raise StopAsyncIteration
 
     def _check_status(self, final: Frame) -> None:
@@ -258,16 +241,12 @@ class ReplyStream(AsyncIterator[Any]):
         try:
             if self._done:
                 return
-            if self._replies is None:
-                self._loop = asyncio.get_running_loop()
-                self._replies = await self._start(self._ctx, self._request)
-                self._request = None
-            replies = self._replies
+            replies = self._replies if self._replies is not None else await self._start_call()
             if type(replies) is StreamCall:  # not wrapped by an interceptor: take what has come
-                take = replies.take_nowait
+                take = replies.stream.receive_nowait  # no coroutine per reply while they keep coming
                 while True:
                     reply = take()
-                    if reply is NOTHING:
+                    if reply is EMPTY:
                         reply = await replies.__anext__()
                     yield reply
             else:
@@ -282,14 +261,17 @@ class ReplyStream(AsyncIterator[Any]):
         if self._done:
             raise StopAsyncIteration
         try:
-            if self._replies is None:
-                self._loop = asyncio.get_running_loop()
-                self._replies = await self._start(self._ctx, self._request)
-                self._request = None
-            return await self._replies.__anext__()
+            replies = self._replies if self._replies is not None else await self._start_call()
+            return await replies.__anext__()
         except BaseException:
             await self.aclose()
             raise
+
+    async def _start_call(self) -> AsyncIterator[Any]:
+        self._loop = asyncio.get_running_loop()
+        self._replies = await self._start(self._ctx, self._request)
+        self._request = None
+        return self._replies
 
     async def aclose(self) -> None:
         """Cancel the call if it is still running; the stream yields nothing more."""

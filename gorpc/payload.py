@@ -62,3 +62,22 @@ def plain_encoder(codec: Codec, limit: int, general: Encoder) -> Encoder:
         return 0, body
 
     return plain
+
+
+def message_decoder(
+    codec: Codec, limit: int, error: type[RPCError], what: str
+) -> Callable[[int, bytes | memoryview], Any]:
+    """A decoder for a stream's messages, (flags, bytes) -> message: the plain case in one call;
+    compressed messages and anything that does not decode through `decode_body`, which raises
+    `error` saying what was wrong."""
+    decode = codec.decode
+
+    def message(flags: int, data: bytes | memoryview) -> Any:
+        if not flags:
+            try:
+                return decode(data)
+            except Exception:
+                pass  # decode_body says what was wrong
+        return decode_body(codec, flags, data, limit=limit, error=error, what=what)
+
+    return message

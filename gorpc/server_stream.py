@@ -11,7 +11,7 @@ from typing import Any
 from gorpc.context import CallContext
 from gorpc.envelope import pack_message_head
 from gorpc.exceptions import InvalidRequest
-from gorpc.payload import Encoder, decode_body
+from gorpc.payload import Encoder, message_decoder
 from gorpc.stream import EMPTY, END, Stream
 from gorpc.types import Codec
 
@@ -27,16 +27,7 @@ class RequestStream(AsyncIterator[Any]):
 
     def __init__(self, stream: Stream, codec: Codec, limit: int) -> None:
         self._stream = stream
-
-        def decode(flags: int, data: memoryview) -> Any:
-            if not flags:  # the plain case inline: a call less per request
-                try:
-                    return codec.decode(data)
-                except Exception:
-                    pass  # decode_body says what was wrong
-            return decode_body(codec, flags, data, limit=limit, error=InvalidRequest, what="request")
-
-        stream.set_decoder(decode)
+        stream.set_decoder(message_decoder(codec, limit, InvalidRequest, "request"))
 
     def __aiter__(self) -> RequestStream:
         return self
