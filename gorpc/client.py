@@ -273,7 +273,8 @@ class Client:
 
     async def _invoke_direct(self, ctx: CallContext, request: Any) -> Any:
         """The end of the interceptor chain for a client of one address."""
-        flags, body = self._encode(request)
+        codec = ctx.codec or self._codec
+        flags, body = self._encode(request, codec)
         assert self._direct is not None
         # The common case, an open connection, costs no extra coroutine.
         conn = self._pool.get_open(self._direct)
@@ -282,16 +283,17 @@ class Client:
         if ctx.oneway:
             return await self._notify(conn, ctx, flags, body)
         try:
-            frame = await self._send(conn, ctx, flags, body)
+            frame = await self._send(conn, ctx, flags, body, codec.id)
         except (asyncio.CancelledError, ConnectionFailed):
             self._raise_if_closed()  # close() cut the wait for room to write short
             raise
-        return self._decode_reply(ctx, frame)
+        return self._decode_reply(ctx, frame, codec)
 
     async def _invoke_resolved(self, ctx: CallContext, request: Any) -> Any:
         """The end of the chain for a resolved service: pick a node, call it, and on failure try
         others as the fail mode allows."""
-        flags, body = self._encode(request)
+        codec = ctx.codec or self._codec
+        flags, body = self._encode(request, codec)
         selector = self._selector or self._make_selector()
         service = self.config.target or ctx.service
         tried: list[str] = []
@@ -311,11 +313,11 @@ class Client:
                     if ctx.oneway:
                         return await self._notify(conn, ctx, flags, body)
                     try:
-                        frame = await self._send(conn, ctx, flags, body)
+                        frame = await self._send(conn, ctx, flags, body, codec.id)
                     except (asyncio.CancelledError, ConnectionFailed):
                         self._raise_if_closed()
                         raise
-                    return self._decode_reply(ctx, frame)
+                    return self._decode_reply(ctx, frame, codec)
                 except Unavailable as exc:
                     if not self._may_retry(exc, node, ctx, tried, ctx.method):
                         raise
@@ -334,7 +336,7 @@ class Client:
         before it started there, as the fail mode allows), then send the requests. Returns the
         replies (an async iterator), or for a client-streaming call its one reply."""
         streams_requests = bool(ctx.mode & StreamMode.REQUESTS)
-        flags, body = (0, b"") if streams_requests else self._encode(request)
+        flags, body = (0, b"") if streams_requests else self._encode(request, ctx.codec or self._codec)
         call = await self._start_stream(ctx, flags, body)
         ctx.closer = call.close
         if streams_requests:
@@ -398,13 +400,17 @@ class Client:
         return conn
 
     def _stream_call(self, conn: ClientConnection, ctx: CallContext, on_close: Any) -> StreamCall:
+        codec, encode = self._codec, self._encode_message
+        if ctx.codec is not None:  # a stub's typed call
+            codec = ctx.codec
+            encode = functools.partial(self._encode, codec=codec)
         return StreamCall(
             conn,
             ctx,
-            self._codec,
+            codec,
             window=self.config.stream_window,
             limit=self._limit,
-            encode=self._encode_message,
+            encode=encode,
             on_close=on_close,
         )
 
@@ -419,7 +425,9 @@ class Client:
             raise
         return call
 
-    def _send(self, conn: ClientConnection, ctx: CallContext, flags: int, body: bytes) -> Awaitable[Frame]:
+    def _send(
+        self, conn: ClientConnection, ctx: CallContext, flags: int, body: bytes, codec_id: int
+    ) -> Awaitable[Frame]:
         """The connection's call for this request: its reply frame, awaited by the caller. A plain
         function returning the awaitable: no coroutine frame of its own on the call path."""
         ctx.peer = conn.address
@@ -427,17 +435,20 @@ class Client:
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded(f"{ctx.method}: deadline passed before the request was sent")
         head = pack_request_head(ctx.method, ctx.metadata, remaining)
-        return conn.call(ctx.method, head, body, self._codec.id, flags, remaining)
+        return conn.call(ctx.method, head, body, codec_id, flags, remaining)
 
     async def _notify(self, conn: ClientConnection, ctx: CallContext, flags: int, body: bytes) -> None:
         """Send a one-way request on `conn`; done once it is written (or buffered within limits)."""
         ctx.peer = conn.address
         conn.notify(
-            pack_request_head(ctx.method, ctx.metadata, None), body, flags=flags, codec=self._codec.id
+            pack_request_head(ctx.method, ctx.metadata, None),
+            body,
+            flags=flags,
+            codec=(ctx.codec or self._codec).id,
         )
         await conn.drain()
 
-    def _decode_reply(self, ctx: CallContext, frame: Frame) -> Any:
+    def _decode_reply(self, ctx: CallContext, frame: Frame, codec: Codec) -> Any:
         code, message, type_name, metadata = unpack_response_head(frame.head)
         if metadata:
             ctx.response_metadata.update(metadata)
@@ -445,16 +456,17 @@ class Client:
             raise error_from_status(
                 code, message, type_name, unprocessed=bool(frame.flags & FLAG_UNPROCESSED)
             )
-        if frame.codec != self._codec.id:
-            raise ProtocolError(f"server replied in codec {frame.codec}, not {self._codec.name!r}")
+        if frame.codec != codec.id:
+            raise ProtocolError(f"server replied in codec {frame.codec}, not {codec.name!r}")
         return decode_body(
-            self._codec, frame.flags, frame.body, limit=self._limit, error=ProtocolError, what="reply"
+            codec, frame.flags, frame.body, limit=self._limit, error=ProtocolError, what="reply"
         )
 
-    def _encode(self, request: Any) -> tuple[int, bytes]:
+    def _encode(self, request: Any, codec: Codec | None = None) -> tuple[int, bytes]:
+        codec = codec or self._codec
         try:
             return encode_body(
-                self._codec,
+                codec,
                 request,
                 compress=self._compress,
                 threshold=self.config.compression_threshold,
@@ -464,7 +476,7 @@ class Client:
         except MessageTooLarge:
             raise
         except Exception as exc:
-            raise InvalidRequest(f"cannot encode request with codec {self._codec.name!r}: {exc}") from exc
+            raise InvalidRequest(f"cannot encode request with codec {codec.name!r}: {exc}") from exc
 
     def _make_selector(self) -> Selector:
         assert self._resolver is not None, "resolved calls have a resolver"

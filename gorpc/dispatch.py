@@ -15,6 +15,7 @@ from concurrent.futures import Executor
 from typing import Any, NoReturn
 
 from gorpc.context import CallContext, enter_call
+from gorpc.contract import ContractError
 from gorpc.deadline import within
 from gorpc.envelope import pack_response_head, unpack_request_head, unpack_stream_head
 from gorpc.exceptions import (
@@ -74,8 +75,13 @@ class Dispatcher:
             deadline = None if timeout is None else time.monotonic() + timeout
             ctx = CallContext(path, metadata, deadline, host.peer, oneway)
             codec = self._codecs.get(frame.codec) or self._unknown_codec(frame.codec)
+            what = "request"
+            method = self._table.methods.get(path)  # unknown: the chain's end says so
+            if method is not None and method.contract is not None:
+                codec = method.contract.server_codec(codec)
+                what = f"request to {path}"
             request = decode_body(
-                codec, frame.flags, frame.body, limit=self._limit, error=InvalidRequest, what="request"
+                codec, frame.flags, frame.body, limit=self._limit, error=InvalidRequest, what=what
             )
             enter_call(ctx)  # calls the handler makes inherit its deadline and cancellation
             if timeout is None:
@@ -84,7 +90,7 @@ class Dispatcher:
                 reply = await within(self._chain(ctx, request), timeout, path)
             if not oneway:
                 head = pack_response_head(0, None, None, ctx.response_metadata)
-                flags, body = self._encode_reply(codec, reply, len(head))
+                flags, body = self._encode_reply(codec, reply, len(head), path)
                 host.reply(rid, frame.codec, flags, head, body)
         except asyncio.CancelledError:
             if ctx is not None:
@@ -115,6 +121,8 @@ class Dispatcher:
             method = self._table.lookup(path)
             if not method.kind.accepts(mode):
                 raise InvalidRequest(mismatch_message(path, method.kind))
+            if method.contract is not None:
+                codec = method.contract.server_codec(codec)
             ctx.mode = method.kind.mode
             request = self._stream_request(frame, stream, codec, method)
             enter_call(ctx)
@@ -157,12 +165,12 @@ class Dispatcher:
             host.reply(rid, 0, 0, pack_response_head(0, None, None, ctx.response_metadata), b"")
         else:  # client-streaming: one reply, in the RESPONSE like a unary call's
             head = pack_response_head(0, None, None, ctx.response_metadata)
-            flags, body = self._encode_reply(codec, result, len(head))
+            flags, body = self._encode_reply(codec, result, len(head), ctx.method)
             host.reply(rid, codec.id, flags, head, body)
 
     def _reply_sender(self, stream: Stream, codec: Codec, ctx: CallContext) -> ReplySender:
         def general(reply: Any, head_len: int) -> tuple[int, bytes]:
-            return self._encode_reply(codec, reply, head_len + MESSAGE_OVERHEAD)  # its length too
+            return self._encode_reply(codec, reply, head_len + MESSAGE_OVERHEAD, ctx.method)  # its length too
 
         plain = None
         if not self._compress:
@@ -210,7 +218,7 @@ class Dispatcher:
         known = {c.name: i for i, c in self._codecs.items()}
         raise InvalidRequest(f"unknown codec id {codec_id}; this server knows {known}")
 
-    def _encode_reply(self, codec: Codec, reply: Any, head_len: int) -> tuple[int, bytes]:
+    def _encode_reply(self, codec: Codec, reply: Any, head_len: int, path: str) -> tuple[int, bytes]:
         try:
             return encode_body(
                 codec,
@@ -222,6 +230,9 @@ class Dispatcher:
             )
         except MessageTooLarge:
             raise
+        except ContractError as exc:  # the handler's bug: the caller learns that much, the log the rest
+            logger.error("%s returned a reply that %s", path, exc)
+            raise InternalError(f"the server's reply {exc}") from None
         except Exception as exc:
             raise InternalError(f"cannot encode reply with codec {codec.name!r}: {exc}") from exc
 

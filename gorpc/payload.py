@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gorpc import compression
+from gorpc.contract import ContractError
 from gorpc.exceptions import MessageTooLarge, RPCError
 from gorpc.frame import FLAG_COMPRESSED, check_size
 from gorpc.types import Codec
@@ -37,6 +38,9 @@ def decode_body(
         return codec.decode(data)
     except MessageTooLarge:
         raise
+    except ContractError as exc:  # well-formed, but not the declared type: say where and why
+        data = None
+        raise error(f"{what} {exc}") from None
     except Exception as exc:
         # The error's traceback keeps this frame, and its cause's the codec's: neither may keep
         # the (inflated) input alive for as long as someone holds the error.

@@ -3,13 +3,12 @@ table of every method a server hosts."""
 
 from __future__ import annotations
 
-import collections.abc
 import inspect
-import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from gorpc.contract import Contract, signature
 from gorpc.exceptions import ConfigError, MethodNotFound
 from gorpc.kinds import MethodKind
 
@@ -23,7 +22,9 @@ class Service:
 
     The signature makes the method's kind: an async generator (or a plain generator, iterated in
     the thread pool) streams its replies; a request parameter annotated `AsyncIterator[T]` or
-    `AsyncIterable[T]` receives the caller's stream of requests.
+    `AsyncIterable[T]` receives the caller's stream of requests. Annotated request and reply types
+    (msgspec Structs, dataclasses, TypedDicts, or anything msgspec decodes) are the method's
+    contract: requests are decoded into them and validated, replies checked against them.
     """
 
     name: ClassVar[str]
@@ -44,6 +45,7 @@ class Method:
     is_async: bool  # runs on the event loop (else in the thread pool)
     doc: str
     kind: MethodKind = MethodKind.UNARY
+    contract: Contract | None = None  # the declared request and reply types; None: untyped
 
 
 class MethodTable:
@@ -92,48 +94,24 @@ def service_methods(service: Service) -> Iterator[Method]:
 
 
 def _method(path: str, func: Callable[..., Any]) -> Method:
-    params = [
-        p
-        for p in inspect.signature(func).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    if len(params) not in (1, 2):
-        raise ConfigError(f"{path}: a handler takes (request) or (request, context), not {len(params)} args")
-    streams_in = _is_stream_annotation(_request_annotation(func, params[0].name))
-    streams_out = inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func)
+    try:
+        sig = signature(func)
+    except TypeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     runs_on_loop = inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
-    if streams_in and not runs_on_loop:
+    if sig.kind.streams_requests and not runs_on_loop:
         raise ConfigError(f"{path}: a handler that receives a request stream must be `async def`")
-    kinds = {
-        (False, False): MethodKind.UNARY,
-        (False, True): MethodKind.SERVER_STREAMING,
-        (True, False): MethodKind.CLIENT_STREAMING,
-        (True, True): MethodKind.BIDIRECTIONAL,
-    }
+    if sig.contract is not None:
+        try:
+            sig.contract.check()
+        except TypeError as exc:
+            raise ConfigError(f"{path}: a declared type is not one msgspec can decode: {exc}") from None
     return Method(
         path=path,
         func=func,
-        takes_context=len(params) == 2,
+        takes_context=sig.takes_context,
         is_async=runs_on_loop,
         doc=inspect.getdoc(func) or "",
-        kind=kinds[streams_in, streams_out],
+        kind=sig.kind,
+        contract=sig.contract,
     )
-
-
-def _request_annotation(func: Callable[..., Any], name: str) -> Any:
-    """The request parameter's annotation, evaluated when it can be (`from __future__ import
-    annotations` makes every annotation a string)."""
-    try:
-        return typing.get_type_hints(func).get(name)
-    except Exception:  # a name only a type checker sees: fall back to the text
-        return inspect.signature(func).parameters[name].annotation
-
-
-_STREAM_TYPES = (collections.abc.AsyncIterator, collections.abc.AsyncIterable)
-
-
-def _is_stream_annotation(annotation: Any) -> bool:
-    """AsyncIterator[T] or AsyncIterable[T], from collections.abc or typing, bare or parameterised."""
-    if isinstance(annotation, str):  # unevaluated: judge by the name
-        return annotation.split("[", 1)[0].rsplit(".", 1)[-1] in ("AsyncIterator", "AsyncIterable")
-    return annotation in _STREAM_TYPES or typing.get_origin(annotation) in _STREAM_TYPES

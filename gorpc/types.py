@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from gorpc.context import CallContext
 
@@ -22,10 +22,17 @@ Interceptor = Callable[[CallContext, Any, Next], Awaitable[Any]]
 
 @runtime_checkable
 class Codec(Protocol):
-    """Turns payloads into bytes and back. `id` goes in every frame header (1-255)."""
+    """Turns payloads into bytes and back. `id` goes in every frame header (1-255).
 
-    name: ClassVar[str]
-    id: ClassVar[int]
+    A codec may also offer `decoder_for(type) -> (bytes -> object)`, decoding straight into a
+    declared type (see `gorpc.contract`); without it, typed messages go through their plain form.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def id(self) -> int: ...
 
     def encode(self, obj: Any) -> bytes:
         """The payload as bytes; raises TypeError or ValueError for what the codec cannot carry."""

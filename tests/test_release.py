@@ -166,4 +166,4 @@ def test_make_demo_installs_only_the_core_and_uvloop(tmp_path):
         [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True
     ).stdout
     installed = {line.split("==")[0].lower() for line in listed.split()}
-    assert installed - {"pip", "setuptools", "wheel"} == {"gorpc", "msgpack", "uvloop"}
+    assert installed - {"pip", "setuptools", "wheel"} == {"gorpc", "msgpack", "msgspec", "uvloop"}

@@ -1,0 +1,198 @@
+"""Typed contracts: the request and reply types a method's annotations declare, and codecs that
+decode straight into them.
+
+A handler `async def SayHello(self, req: HelloRequest) -> HelloReply` has the contract
+(HelloRequest, HelloReply); for streams the types are those of the items (`AsyncIterator[T]`).
+An unannotated side (or `Any`) is untyped and goes through the codec as plain data, as before.
+The server decodes requests into the request type and checks every reply against the reply type;
+a client stub decodes replies into the reply type. Nothing about the wire changes.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from gorpc.codecs import Decode
+from gorpc.kinds import MethodKind
+from gorpc.types import Codec
+
+_STREAM_IN = (collections.abc.AsyncIterator, collections.abc.AsyncIterable)
+_STREAM_OUT = (
+    *_STREAM_IN,
+    collections.abc.AsyncGenerator,
+    collections.abc.Iterator,
+    collections.abc.Iterable,
+    collections.abc.Generator,
+)
+_UNTYPED = (inspect.Parameter.empty, Any, object)
+
+
+class ContractError(ValueError):
+    """A message that does not match its declared type; says which type, where and why, e.g.
+    "does not match HelloRequest: Expected `int`, got `str` - at `$.count`"."""
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a method's signature says: its kind and its contract."""
+
+    kind: MethodKind
+    contract: Contract | None  # None: both sides untyped
+    takes_context: bool
+
+
+@dataclass(eq=False)
+class Contract:
+    """The declared request and reply types of one method (None: that side is untyped), and the
+    typed codecs made from them, one per base codec and side."""
+
+    request: Any
+    reply: Any
+    _codecs: dict[tuple[int, bool], Codec] = field(default_factory=dict, repr=False)
+
+    def server_codec(self, base: Codec) -> Codec:
+        """Decodes requests into the request type; checks replies against the reply type."""
+        return self._codec(base, True)
+
+    def client_codec(self, base: Codec) -> Codec:
+        """Decodes replies into the reply type; encodes typed requests."""
+        return self._codec(base, False)
+
+    def check(self) -> None:
+        """Raise TypeError now if msgspec cannot decode a declared type."""
+        for type_ in (self.request, self.reply):
+            if type_ is not None:
+                msgspec.msgpack.Decoder(type_)
+
+    def _codec(self, base: Codec, server: bool) -> Codec:
+        codec = self._codecs.get((base.id, server))
+        if codec is None:
+            decoded, encoded = (self.request, self.reply) if server else (self.reply, self.request)
+            codec = self._codecs[base.id, server] = TypedCodec(base, decoded, encoded if server else None)
+        return codec
+
+
+class TypedCodec:
+    """`base`, decoding into `decoded` and checking what it encodes against `checked` (either may
+    be None). A codec that offers `decoder_for(type)` decodes straight into the type; any other goes
+    through its plain form (`msgspec.convert` / `msgspec.to_builtins`)."""
+
+    def __init__(self, base: Codec, decoded: Any, checked: Any) -> None:
+        self.name = base.name
+        self.id = base.id
+        native = getattr(base, "decoder_for", None)
+        self._plain = native is None
+        self.encode: Callable[[Any], bytes] = (
+            base.encode if native is not None else lambda obj: base.encode(msgspec.to_builtins(obj))
+        )
+        self.decode: Decode = base.decode if decoded is None else self._decoder(base, decoded)
+        if checked is not None:
+            self.encode = self._checked_encoder(self.encode, self._decoder(base, checked))
+
+    def _decoder(self, base: Codec, type_: Any) -> Decode:
+        native = getattr(base, "decoder_for", None)
+        decode: Decode = (
+            native(type_)
+            if native is not None
+            else lambda data: msgspec.convert(base.decode(data), type_, strict=False)
+        )
+        name = type_name(type_)
+
+        def typed(data: bytes | memoryview) -> Any:
+            try:
+                return decode(data)
+            except msgspec.ValidationError as exc:
+                raise ContractError(f"does not match {name}: {exc}") from None
+
+        return typed
+
+    @staticmethod
+    def _checked_encoder(encode: Callable[[Any], bytes], check: Decode) -> Callable[[Any], bytes]:
+        # Encoding alone checks nothing (a Struct takes any value for a field): decoding what was
+        # encoded with the declared type's decoder does, and costs about as much as the encoding.
+        def checked(obj: Any) -> bytes:
+            body = encode(obj)
+            check(body)
+            return body
+
+        return checked
+
+
+def type_name(type_: Any) -> str:
+    """`HelloRequest`, `list[int]`, `str | None`: a type as a reader would write it."""
+    if type_ is type(None):
+        return "None"
+    if isinstance(type_, type) and not typing.get_args(type_):
+        return type_.__name__
+    return repr(type_).replace("typing.", "")
+
+
+def signature(func: Callable[..., Any], *, by_annotation: bool = False) -> Signature:
+    """The kind and contract of a handler (or of an interface method, when `by_annotation`: there a
+    reply annotated as an iterator means a reply stream, since an interface's bodies are `...`).
+
+    Raises TypeError for a handler that takes neither (request) nor (request, context)."""
+    params = [
+        p
+        for p in inspect.signature(func).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if inspect.isfunction(func) and params and params[0].name == "self":
+        params = params[1:]  # a method of the class, not of an instance
+    if len(params) not in (1, 2):
+        raise TypeError(f"a handler takes (request) or (request, context), not {len(params)} args")
+    hints = _hints(func)
+    request = hints.get(params[0].name, params[0].annotation)
+    reply = hints.get("return", inspect.Parameter.empty)
+    streams_in = _is_stream(request, _STREAM_IN)
+    streams_out = inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func)
+    if by_annotation and not streams_out and _is_stream(reply, _STREAM_OUT):
+        streams_out = True
+    request_type = _item(request) if streams_in else _typed(request)
+    reply_type = _item(reply) if streams_out else _typed(reply)
+    if isinstance(request_type, str) or isinstance(reply_type, str):
+        request_type = reply_type = None  # an annotation that does not evaluate here: untyped
+    contract = None if request_type is None and reply_type is None else Contract(request_type, reply_type)
+    return Signature(_KINDS[streams_in, streams_out], contract, len(params) == 2)
+
+
+_KINDS = {
+    (False, False): MethodKind.UNARY,
+    (False, True): MethodKind.SERVER_STREAMING,
+    (True, False): MethodKind.CLIENT_STREAMING,
+    (True, True): MethodKind.BIDIRECTIONAL,
+}
+
+
+def _hints(func: Callable[..., Any]) -> dict[str, Any]:
+    """The annotations, evaluated when they can be (`from __future__ import annotations` makes
+    every annotation a string); the ones that cannot stay strings."""
+    try:
+        return typing.get_type_hints(func)
+    except Exception:  # a name only a type checker sees: fall back to the text
+        return dict(getattr(func, "__annotations__", {}))
+
+
+def _is_stream(annotation: Any, origins: tuple[type, ...]) -> bool:
+    """Whether `annotation` is one of `origins` (collections.abc or typing), bare or parameterised."""
+    if isinstance(annotation, str):  # unevaluated: judge by the name
+        name = annotation.split("[", 1)[0].rsplit(".", 1)[-1]
+        return name in {origin.__name__ for origin in origins}
+    return annotation in origins or typing.get_origin(annotation) in origins
+
+
+def _item(annotation: Any) -> Any:
+    """T of AsyncIterator[T] and the like; None when bare, unevaluated or Any."""
+    args = typing.get_args(annotation) if not isinstance(annotation, str) else ()
+    return _typed(args[0]) if args else None
+
+
+def _typed(annotation: Any) -> Any:
+    return None if any(annotation is untyped for untyped in _UNTYPED) else annotation
