@@ -13,15 +13,17 @@ import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from gorpc.client import _UNSET, Client
 from gorpc.client_stream import ReplyStream
 from gorpc.config import ClientConfig
 from gorpc.context import Metadata
 from gorpc.runtime import loop_factory
+from gorpc.stub import BlockingStub
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 
 class BlockingClient:
@@ -51,6 +53,7 @@ class BlockingClient:
         hash_key: str | bytes | int | None = None,
         idempotent: bool | None = None,
         options: Mapping[str, Any] | None = None,
+        reply_type: Any = None,
     ) -> Any:
         """Call `method` and return its reply; the options and errors are `Client.call`'s. With
         `requests` (an ordinary iterable, read in a worker thread) the call is client-streaming."""
@@ -64,6 +67,7 @@ class BlockingClient:
                 hash_key=hash_key,
                 idempotent=idempotent,
                 options=options,
+                reply_type=reply_type,
             )
         )
 
@@ -78,7 +82,8 @@ class BlockingClient:
         hash_key: str | bytes | int | None = None,
         idempotent: bool | None = None,
         options: Mapping[str, Any] | None = None,
-    ) -> BlockingReplyStream:
+        reply_type: Any = None,
+    ) -> BlockingReplyStream[Any]:
         """A stream call whose replies are an ordinary iterator (see `Client.stream`); `requests`
         is an ordinary iterable, read in a worker thread so it may block."""
         replies = self._client.stream(
@@ -90,8 +95,14 @@ class BlockingClient:
             hash_key=hash_key,
             idempotent=idempotent,
             options=options,
+            reply_type=reply_type,
         )
         return BlockingReplyStream(replies, self._run)
+
+    def stub(self, contract: type[S]) -> BlockingStub[S]:
+        """`contract`'s methods as blocking calls: `Client.stub`'s, each returning the reply (or an
+        iterator of replies)."""
+        return BlockingStub(self, contract)
 
     def notify(
         self,
@@ -140,11 +151,11 @@ class BlockingClient:
         self.close()
 
 
-class BlockingReplyStream(Iterator[Any]):
+class BlockingReplyStream(Iterator[T], Generic[T]):
     """A stream call's replies as an ordinary iterator; also a context manager. Leaving it or
     `close()` before the end cancels the call."""
 
-    def __init__(self, replies: ReplyStream, run: Any) -> None:
+    def __init__(self, replies: ReplyStream[T], run: Any) -> None:
         self._replies = replies
         self._run = run
 

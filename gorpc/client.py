@@ -22,6 +22,7 @@ from gorpc.client_connection import ClientConnection, ConnectionInfo
 from gorpc.client_stream import ReplyStream, StreamCall
 from gorpc.config import ClientConfig, ConfigSource
 from gorpc.context import CallContext, Metadata, current_call
+from gorpc.contract import TypedCodec
 from gorpc.deadline import within
 from gorpc.envelope import check_timeout, pack_request_head, unpack_response_head
 from gorpc.exceptions import (
@@ -45,6 +46,7 @@ from gorpc.plugins import as_resolver, make_balancer_factory, make_codec, make_r
 from gorpc.pool import ConnectionPool
 from gorpc.selector import Selector
 from gorpc.stream import MESSAGE_OVERHEAD
+from gorpc.stub import Stub
 from gorpc.tracing import client_interceptor
 from gorpc.types import Codec, Interceptor, Next, Node, TracingPlugin
 
@@ -52,6 +54,7 @@ logger = logging.getLogger("gorpc.client")
 
 _UNSET: Any = object()
 T = TypeVar("T")
+S = TypeVar("S")
 CLOSED = "the client was closed while the call was in flight"
 
 
@@ -108,6 +111,7 @@ class Client:
         self.plugin_call_options = declared_call_options(
             [resolver, self.tracing, self._balancers, *self.interceptors]
         )
+        self._typed_codecs: dict[Any, Codec] = {}
         self._closed = False
 
     @property
@@ -139,6 +143,7 @@ class Client:
         idempotent: bool | None = None,
         propagate: bool | None = None,
         options: Mapping[str, Any] | None = None,
+        reply_type: Any = None,
     ) -> Any:
         """Call `method` (`/service/Method`) and return its reply.
 
@@ -152,8 +157,14 @@ class Client:
 
         With `requests` (an async or plain iterable) the call is client-streaming: the requests
         are sent as a stream, within the server's credit, and its one reply is returned.
+
+        `reply_type` (a msgspec Struct, dataclass, TypedDict, list[int]...) decodes the reply into
+        that type, validated; a reply that does not match raises ProtocolError. `client.stub()`
+        passes it for you.
         """
         ctx = self._context(method, timeout, metadata, propagate, False, hash_key, idempotent, options)
+        if reply_type is not None:
+            ctx.codec = self._typed_codec(reply_type)
         chain = self._chain
         if requests is not None:
             ctx.mode = StreamMode.REQUESTS
@@ -175,20 +186,38 @@ class Client:
         idempotent: bool | None = None,
         propagate: bool | None = None,
         options: Mapping[str, Any] | None = None,
-    ) -> ReplyStream:
+        reply_type: Any = None,
+    ) -> ReplyStream[Any]:
         """A stream call: `async for reply in client.stream(path, request)` (server-streaming), or
         with `requests=` an iterable sent as the request stream (bidirectional; a client-streaming
         method's one reply comes as a stream of one).
 
-        The options are `call`'s; `timeout` covers the whole stream. The call starts at the first
-        iteration; leaving `async with`, breaking out of the loop, or `aclose()` cancels it.
+        The options are `call`'s; `timeout` covers the whole stream, `reply_type` types each reply.
+        The call starts at the first iteration; leaving `async with`, breaking out of the loop, or
+        `aclose()` cancels it.
         """
         ctx = self._context(method, timeout, metadata, propagate, False, hash_key, idempotent, options)
+        if reply_type is not None:
+            ctx.codec = self._typed_codec(reply_type)
         ctx.mode = StreamMode.REPLIES
         if requests is not None:
             ctx.mode |= StreamMode.REQUESTS
             request = _one_of(request, requests)
         return ReplyStream(self._stream_chain, ctx, request)
+
+    def stub(self, contract: type[S]) -> Stub[S]:
+        """`contract`'s methods, called on the server: `greeter = client.stub(Greeter)`, then
+        `await greeter.SayHello(HelloRequest(msg="hi"))` returns a HelloReply. `contract` is the
+        Service class itself or an interface class with the same method signatures (`gorpc describe
+        --python` writes one). Each method takes `call`'s options; see `gorpc.stub`."""
+        return Stub(self, contract)
+
+    def _typed_codec(self, reply_type: Any) -> Codec:
+        """The client's codec, decoding replies into `reply_type` (one per type, made once)."""
+        codec = self._typed_codecs.get(reply_type)
+        if codec is None:
+            codec = self._typed_codecs[reply_type] = TypedCodec(self._codec, reply_type, None)
+        return codec
 
     async def notify(
         self,

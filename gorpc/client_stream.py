@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 from gorpc.client_connection import ClientConnection
 from gorpc.context import CallContext
@@ -19,6 +19,9 @@ from gorpc.stream import EMPTY, END, Stream, StreamEnded, Window
 from gorpc.types import Codec
 
 Encode = Callable[[Any], tuple[int, bytes]]  # a request -> (flags, body)
+
+
+R = TypeVar("R")  # a stream's reply type (Any unless a stub or `reply_type` says)
 
 
 class StreamCall(AsyncIterator[Any]):
@@ -205,7 +208,7 @@ class StreamCall(AsyncIterator[Any]):
             self._on_close()
 
 
-class ReplyStream(AsyncIterator[Any]):
+class ReplyStream(AsyncIterator[R], Generic[R]):
     """A stream call's replies: `async for reply in client.stream(...)`.
 
     Also an async context manager. Leaving it, breaking out of `async for` early, or `aclose()`
@@ -220,7 +223,7 @@ class ReplyStream(AsyncIterator[Any]):
         self._start = start
         self._ctx = ctx
         self._request = request
-        self._replies: AsyncIterator[Any] | None = None
+        self._replies: AsyncIterator[R] | None = None
         self._done = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the call's, once started
 
@@ -232,12 +235,12 @@ class ReplyStream(AsyncIterator[Any]):
     def response_metadata(self) -> dict[str, Any]:
         return self._ctx.response_metadata
 
-    def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> AsyncIterator[R]:
         # An async generator, so that `break` cancels the call: the loop closes a generator
         # dropped unfinished (asyncio's asyncgen hooks), which a plain iterator would not get.
         return self._replies_until_closed()
 
-    async def _replies_until_closed(self) -> AsyncIterator[Any]:
+    async def _replies_until_closed(self) -> AsyncIterator[R]:
         try:
             if self._done:
                 return
@@ -257,7 +260,7 @@ class ReplyStream(AsyncIterator[Any]):
         finally:
             await self.aclose()
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> R:
         if self._done:
             raise StopAsyncIteration
         try:
@@ -267,7 +270,7 @@ class ReplyStream(AsyncIterator[Any]):
             await self.aclose()
             raise
 
-    async def _start_call(self) -> AsyncIterator[Any]:
+    async def _start_call(self) -> AsyncIterator[R]:
         self._loop = asyncio.get_running_loop()
         self._replies = await self._start(self._ctx, self._request)
         self._request = None

@@ -72,10 +72,10 @@ class JsonCodec:
         return msgspec.json.Decoder(type_).decode
 
 
-def _bind_fast_path(codec: MsgpackCodec | JsonCodec, cls: type) -> None:
+def _bind_fast_path(codec: MsgpackCodec | JsonCodec, cls: type[MsgpackCodec | JsonCodec]) -> None:
     """Point `encode` and `decode` straight at msgspec: one Python frame less per message, on both
     sides of every call. A subclass that overrides either keeps its own."""
     if type(codec).encode is cls.encode:
-        codec.encode = codec._encoder.encode  # type: ignore[method-assign]
+        codec.encode = codec._encoder.encode  # type: ignore[method-assign, assignment]
     if type(codec).decode is cls.decode:
-        codec.decode = codec._decoder.decode  # type: ignore[method-assign]
+        codec.decode = codec._decoder.decode  # type: ignore[method-assign, assignment]

@@ -9,6 +9,7 @@ import inspect
 from typing import Any
 
 from gorpc.exceptions import InvalidRequest
+from gorpc.schema import schemas
 from gorpc.service import Method, MethodTable, Service
 
 NAME = "gorpc.Reflection"
@@ -28,8 +29,8 @@ class Reflection(Service):
 
     async def Describe(self, service: str | None) -> list[dict[str, Any]]:
         """Each hosted service, or only the one named, with its methods: name, path, kind (unary,
-        server-streaming, client-streaming, bidirectional), signature, docstring, and whether it
-        runs on the event loop or in a thread."""
+        server-streaming, client-streaming, bidirectional), signature, docstring, whether it runs
+        on the event loop or in a thread, and the JSON Schemas of its request and reply types."""
         hosted = self._hosted()
         if service is None:
             return [self._describe(name) for name in hosted]
@@ -53,6 +54,8 @@ class Reflection(Service):
 
 
 def _method(method: Method) -> dict[str, Any]:
+    contract = method.contract
+    request, reply = schemas([contract.request, contract.reply] if contract else [None, None])
     return {
         "name": method.path.rsplit("/", 1)[1],
         "path": method.path,
@@ -60,6 +63,9 @@ def _method(method: Method) -> dict[str, Any]:
         "signature": _signature(method),
         "doc": method.doc,
         "runs": "async" if method.is_async else "thread",
+        # JSON Schemas of the declared types (of a stream's items); None: untyped, anything goes.
+        "request_schema": request,
+        "reply_schema": reply,
     }
 
 

@@ -171,7 +171,10 @@ def test_describe_as_json_and_for_one_service(shop):
         "signature": "(req: object) -> object",
         "doc": "Answers with the request itself.",
         "runs": "async",
+        "request_schema": None,  # `object`: any value, as an unannotated handler's
+        "reply_schema": None,
     }
+    assert shop_service["methods"][1]["request_schema"] == {"type": "array", "items": {"x-gorpc-type": "any"}}
     unknown = gorpc("describe", shop, "test.Nope")
     assert unknown.returncode == 3 and "hosts no service 'test.Nope'" in unknown.stderr
 

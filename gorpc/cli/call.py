@@ -10,10 +10,13 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
+
 from gorpc import reflection
 from gorpc.cli.exits import ExitCode
 from gorpc.cli.jsonio import BadInput, read_request, to_json
 from gorpc.cli.options import TARGET_HELP, add_client_arguments, make_client, run_async, subcommand
+from gorpc.cli.pymodule import request_type
 from gorpc.client import Client
 from gorpc.context import CallContext
 from gorpc.kinds import MethodKind
@@ -30,7 +33,8 @@ examples:
 
 A streaming method's kind is asked of the server's reflection service; its replies are printed one
 JSON line each, as they arrive. With --requests-from-stdin each line of standard input is one JSON
-request of the request stream (client-streaming and bidirectional methods)."""
+request of the request stream (client-streaming and bidirectional methods). When the method
+declares a request type, each request is checked against its schema here, before it is sent."""
 
 
 def add_parser(commands: Any) -> None:
@@ -83,12 +87,18 @@ async def _call(args: argparse.Namespace, request: Any) -> dict[str, Any]:
 
     async with make_client(args, interceptors=[keep_reply_metadata]) as client:
         metadata = dict(args.metadata)
+        described = await _described(client, args.method, metadata)
+        kind = MethodKind(described.get("kind", "unary")) if described else MethodKind.UNARY
+        declared = request_type(described) if described else None  # checked here, before sending
         if args.requests_from_stdin:
-            replies = client.stream(args.method, requests=_stdin_lines(), metadata=metadata)
-        elif args.stream or await _kind(client, args.method, metadata) is MethodKind.SERVER_STREAMING:
-            replies = client.stream(args.method, request, metadata=metadata)
+            requests = _stdin_lines(declared, args.method)
+            replies = client.stream(args.method, requests=requests, metadata=metadata)
+        elif args.stream or kind is MethodKind.SERVER_STREAMING:
+            replies = client.stream(args.method, _checked(request, declared, args.method), metadata=metadata)
         else:
-            reply = await client.call(args.method, request, metadata=metadata)
+            reply = await client.call(
+                args.method, _checked(request, declared, args.method), metadata=metadata
+            )
             print(to_json(reply, compact=args.compact))
             return seen
         async with replies:
@@ -98,26 +108,39 @@ async def _call(args: argparse.Namespace, request: Any) -> dict[str, Any]:
     return seen
 
 
-async def _kind(client: Client, path: str, metadata: dict[str, str]) -> MethodKind:
-    """The method's kind, as the server's reflection describes it; unary if it does not say."""
+async def _described(client: Client, path: str, metadata: dict[str, str]) -> dict[str, Any] | None:
+    """The method as the server's reflection describes it (kind, schemas); None if it cannot say."""
     service, name = path.split("/")[1:]
     try:
         described = await client.call(f"/{reflection.NAME}/Describe", service, metadata=metadata)
     except Exception:  # reflection is off (--stream says what it cannot), or the call will fail anyway
-        return MethodKind.UNARY
+        return None
     for method in described[0]["methods"] if described else ():
         if method["name"] == name:
-            return MethodKind(method.get("kind", "unary"))
-    return MethodKind.UNARY
+            return method  # type: ignore[no-any-return]
+    return None
 
 
-async def _stdin_lines() -> AsyncIterator[Any]:
-    """Standard input's lines, each one JSON request; blank lines are skipped."""
+def _checked(request: Any, declared: Any, path: str, where: str = "the request") -> Any:
+    """`request` as the method's declared request type, or BadInput saying what does not match.
+    The typed value is what gets sent: a datetime or bytes field then travels in its own form."""
+    if declared is None:
+        return request
+    try:
+        return msgspec.json.decode(msgspec.json.encode(request), type=declared)
+    except msgspec.ValidationError as exc:
+        raise BadInput(f"{where} does not match the request schema of {path}: {exc}") from None
+
+
+async def _stdin_lines(declared: Any, path: str) -> AsyncIterator[Any]:
+    """Standard input's lines, each one JSON request, checked against the declared type if there is
+    one; blank lines are skipped."""
     number = 0
     while line := await asyncio.to_thread(sys.stdin.readline):
         number += 1
         if line.strip():
             try:
-                yield json.loads(line)
+                request = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise BadInput(f"standard input line {number} is not valid JSON: {exc}") from exc
+            yield _checked(request, declared, path, f"standard input line {number}")

@@ -9,15 +9,20 @@ from gorpc import reflection
 from gorpc.cli.exits import ExitCode
 from gorpc.cli.jsonio import to_json
 from gorpc.cli.options import TARGET_HELP, add_client_arguments, make_client, run_async, subcommand
+from gorpc.cli.pymodule import python_module
 from gorpc.exceptions import MethodNotFound
 
-DESCRIPTION = """Show the services a server hosts and their methods: signatures and docstrings.
+DESCRIPTION = """Show the services a server hosts and their methods: signatures, docstrings, and
+the JSON Schemas of the request and reply types a method declares.
 
 Every server answers this through its built-in gorpc.Reflection service, unless its config sets
-reflection = false.
+reflection = false. With --python, print a Python module instead: the declared types as msgspec
+Structs and an interface class per service, for a typed client without the server's code
+(client.stub(Greeter)).
 
-example:
-  gorpc describe 127.0.0.1:8000 helloworld.Greeter"""
+examples:
+  gorpc describe 127.0.0.1:8000 helloworld.Greeter
+  gorpc describe --python 127.0.0.1:8000 helloworld.Greeter > greeter_contract.py"""
 
 
 def add_parser(commands: Any) -> None:
@@ -26,12 +31,18 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("service", nargs="?", help="only this service (default: all of them)")
     add_client_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the description as JSON")
+    parser.add_argument(
+        "--python", action="store_true", help="print a Python module: the types and an interface class"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> ExitCode:
     services = run_async(_describe(args))
-    print(to_json(services) if args.json else render(services))
+    if args.python:
+        print(python_module(services), end="")
+    else:
+        print(to_json(services) if args.json else render(services))
     return ExitCode.OK
 
 
@@ -60,5 +71,9 @@ def render(services: list[dict[str, Any]]) -> str:
             shown = "" if kind == "unary" else f"  [{kind}]"
             lines.append(f"  {method['name']}{method['signature']}{shown}{runs}")
             lines.extend(f"      {line}" for line in method["doc"].splitlines())
+            for side in ("request", "reply"):
+                schema = method.get(f"{side}_schema")  # a server from before contracts has none
+                if schema:
+                    lines.append(f"      {side} schema: {to_json(schema, compact=True)}")
         lines.append("")
     return "\n".join(lines).rstrip() or "(no services)"

@@ -1,0 +1,72 @@
+"""JSON Schemas of a method's declared types, for reflection (`msgspec.json.schema_components`).
+
+A schema describes the JSON form of a message. The msgpack form is the same shape, except that
+bytes are binary (not base64) and a timezone-aware datetime is msgpack's timestamp extension.
+
+JSON Schema has no format for a datetime that may lack a timezone, so msgspec writes a plain
+string for it; we add `"x-gorpc-type": "datetime"` (or "time") so that a generated client module
+decodes it as one. That needs msgspec's schema generator, which is private: if a later msgspec
+moves it, the schemas stay correct and only that hint goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+REF_TEMPLATE = "#/$defs/{name}"
+TYPE_HINT = "x-gorpc-type"
+
+
+def schemas(types: Sequence[Any]) -> list[dict[str, Any] | None]:
+    """One JSON Schema per type (None for an untyped side), each carrying the `$defs` it uses."""
+    typed = [t for t in types if t is not None]
+    if not typed:
+        return [None for _ in types]
+    made, components = _schema_components(typed)
+    found = iter(made)
+    result: list[dict[str, Any] | None] = []
+    for type_ in types:
+        if type_ is None:
+            result.append(None)
+            continue
+        schema = dict(next(found))
+        if components and "$ref" in repr(schema):  # only a schema that refers to some needs them
+            schema["$defs"] = components
+        result.append(schema)
+    return result
+
+
+def _schema_components(types: list[Any]) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
+    try:
+        return _with_type_hints(types)
+    except (ImportError, AttributeError):  # msgspec's private generator moved: no hints
+        return msgspec.json.schema_components(types, schema_hook=_anything, ref_template=REF_TEMPLATE)
+
+
+def _with_type_hints(types: list[Any]) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
+    from msgspec import _json_schema as private
+    from msgspec import inspect as mi
+
+    class Generator(private._SchemaGenerator):
+        def to_schema(self, t: mi.Type, check_ref: bool = True) -> dict[str, Any]:
+            schema: dict[str, Any] = super().to_schema(t, check_ref)
+            if isinstance(t, mi.DateTimeType):
+                schema[TYPE_HINT] = "datetime"
+            elif isinstance(t, mi.TimeType):
+                schema[TYPE_HINT] = "time"
+            return schema
+
+    infos = mi.multi_type_info(types)
+    component_types = private._collect_component_types(infos)
+    names = private._build_name_map(component_types)
+    generator = Generator(names, _anything, REF_TEMPLATE)
+    made = tuple(generator.to_schema(t) for t in infos)
+    return made, {names[cls]: generator.to_schema(t, False) for cls, t in component_types.items()}
+
+
+def _anything(type_: Any) -> dict[str, Any]:
+    """The schema of a type JSON Schema has no word for: `object`, which takes any value."""
+    return {TYPE_HINT: "any"}

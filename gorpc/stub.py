@@ -1,0 +1,204 @@
+"""Client stubs: a service's methods called on a server, typed by the service's own signatures.
+
+    greeter = client.stub(Greeter)          # Greeter: the Service class, or an interface class
+    reply = await greeter.SayHello(HelloRequest(msg="hi"), timeout=2)   # a HelloReply
+
+Each method is `client.call` or `client.stream` with the method's path and reply type filled in,
+chosen by the method's kind, and takes their per-call options. With the mypy plugin
+(`plugins = gorpc.mypy_plugin`) mypy types every stub method from the contract's signature: the
+request parameter, the reply (an awaitable, or a typed stream), and the options; it shapes them
+after the `_unary`, `_server_streaming`, ... templates below. Without the plugin the methods are
+`Any`. No code generation either way: the contract is ordinary Python the two sides share.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from gorpc.contract import Signature, signature
+from gorpc.kinds import MethodKind
+from gorpc.service import Service
+
+if TYPE_CHECKING:
+    from gorpc.blocking import BlockingClient, BlockingReplyStream
+    from gorpc.client import Client
+    from gorpc.client_stream import ReplyStream
+    from gorpc.context import Metadata
+
+S = TypeVar("S")
+_Q = TypeVar("_Q")  # the templates' request type
+_R = TypeVar("_R")  # the templates' reply type
+
+
+class Stub(Generic[S]):
+    """The RPC methods of the contract class `S`, each calling the server through an async client."""
+
+    def __init__(self, client: Client, contract: type[S]) -> None:
+        self._contract = contract
+        for name, path, sig in contract_methods(contract):
+            setattr(self, name, _bind(client.call, client.stream, path, sig))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for names that are not RPC methods (those are set as attributes in __init__).
+        raise AttributeError(f"{self._contract.__qualname__} has no RPC method {name!r}")
+
+    def __repr__(self) -> str:
+        return f"<gorpc stub of {contract_name(self._contract)}>"
+
+    if TYPE_CHECKING:  # the shapes the mypy plugin gives a stub's methods, by kind
+
+        async def _unary(
+            self,
+            request: _Q,
+            /,
+            *,
+            timeout: float | None = ...,
+            metadata: Metadata | None = None,
+            hash_key: str | bytes | int | None = None,
+            idempotent: bool | None = None,
+            propagate: bool | None = None,
+            options: Mapping[str, Any] | None = None,
+        ) -> _R: ...
+
+        def _server_streaming(
+            self,
+            request: _Q,
+            /,
+            *,
+            timeout: float | None = ...,
+            metadata: Metadata | None = None,
+            hash_key: str | bytes | int | None = None,
+            idempotent: bool | None = None,
+            propagate: bool | None = None,
+            options: Mapping[str, Any] | None = None,
+        ) -> ReplyStream[_R]: ...
+
+        async def _client_streaming(
+            self,
+            requests: AsyncIterable[_Q] | Iterable[_Q],
+            /,
+            *,
+            timeout: float | None = ...,
+            metadata: Metadata | None = None,
+            hash_key: str | bytes | int | None = None,
+            idempotent: bool | None = None,
+            propagate: bool | None = None,
+            options: Mapping[str, Any] | None = None,
+        ) -> _R: ...
+
+        def _bidirectional(
+            self,
+            requests: AsyncIterable[_Q] | Iterable[_Q],
+            /,
+            *,
+            timeout: float | None = ...,
+            metadata: Metadata | None = None,
+            hash_key: str | bytes | int | None = None,
+            idempotent: bool | None = None,
+            propagate: bool | None = None,
+            options: Mapping[str, Any] | None = None,
+        ) -> ReplyStream[_R]: ...
+
+
+class BlockingStub(Generic[S]):
+    """The RPC methods of the contract class `S`, each a blocking call through a BlockingClient."""
+
+    def __init__(self, client: BlockingClient, contract: type[S]) -> None:
+        self._contract = contract
+        for name, path, sig in contract_methods(contract):
+            setattr(self, name, _bind(client.call, client.stream, path, sig))
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"{self._contract.__qualname__} has no RPC method {name!r}")
+
+    def __repr__(self) -> str:
+        return f"<gorpc blocking stub of {contract_name(self._contract)}>"
+
+    if TYPE_CHECKING:
+
+        def _unary(
+            self,
+            request: _Q,
+            /,
+            *,
+            timeout: float | None = ...,
+            metadata: Metadata | None = None,
+            hash_key: str | bytes | int | None = None,
+            idempotent: bool | None = None,
+            options: Mapping[str, Any] | None = None,
+        ) -> _R: ...  # type: ignore[type-var]  # a template: the plugin fills in _R
+
+        def _server_streaming(
+            self,
+            request: _Q,
+            /,
+            *,
+            timeout: float | None = ...,
+            metadata: Metadata | None = None,
+            hash_key: str | bytes | int | None = None,
+            idempotent: bool | None = None,
+            options: Mapping[str, Any] | None = None,
+        ) -> BlockingReplyStream[_R]: ...
+
+        def _client_streaming(
+            self,
+            requests: Iterable[_Q],
+            /,
+            *,
+            timeout: float | None = ...,
+            metadata: Metadata | None = None,
+            hash_key: str | bytes | int | None = None,
+            idempotent: bool | None = None,
+            options: Mapping[str, Any] | None = None,
+        ) -> _R: ...  # type: ignore[type-var]  # a template: the plugin fills in _R
+
+        def _bidirectional(
+            self,
+            requests: Iterable[_Q],
+            /,
+            *,
+            timeout: float | None = ...,
+            metadata: Metadata | None = None,
+            hash_key: str | bytes | int | None = None,
+            idempotent: bool | None = None,
+            options: Mapping[str, Any] | None = None,
+        ) -> BlockingReplyStream[_R]: ...
+
+
+def contract_name(contract: type) -> str:
+    """The served name: a Service's `name`, an interface class's `name` if set, else its name."""
+    name = getattr(contract, "name", None)
+    return name if isinstance(name, str) and name else contract.__name__
+
+
+def contract_methods(contract: type) -> Iterator[tuple[str, str, Signature]]:
+    """(attribute, path, signature) of each RPC method of a Service class or an interface class."""
+    if not isinstance(contract, type):
+        raise TypeError(f"a stub's contract is a class (the Service or an interface), not {contract!r}")
+    service = contract_name(contract)
+    skipped = set(dir(Service)) if issubclass(contract, Service) else set(dir(object)) | {"name"}
+    for attr in sorted(dir(contract)):
+        func = getattr(contract, attr)
+        if attr.startswith("_") or attr in skipped or not callable(func) or isinstance(func, type):
+            continue
+        yield attr, f"/{service}/{attr}", signature(func, by_annotation=True)
+
+
+def _bind(
+    call: Callable[..., Any], stream: Callable[..., Any], path: str, sig: Signature
+) -> Callable[..., Any]:
+    """One stub method: `call` or `stream` with the path and the reply type filled in."""
+    reply_type = sig.contract.reply if sig.contract is not None else None
+    if sig.kind is MethodKind.UNARY:
+        return functools.partial(call, path, reply_type=reply_type)
+    if sig.kind is MethodKind.SERVER_STREAMING:
+        return functools.partial(stream, path, reply_type=reply_type)
+    send = call if sig.kind is MethodKind.CLIENT_STREAMING else stream
+
+    def streaming(requests: Any, /, **options: Any) -> Any:
+        return send(path, requests=requests, reply_type=reply_type, **options)
+
+    streaming.__name__ = path.rsplit("/", 1)[1]
+    return streaming
