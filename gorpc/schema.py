@@ -33,8 +33,9 @@ def schemas(types: Sequence[Any]) -> list[dict[str, Any] | None]:
             result.append(None)
             continue
         schema = dict(next(found))
-        if components and "$ref" in repr(schema):  # only a schema that refers to some needs them
-            schema["$defs"] = components
+        used = _referenced(schema, components)
+        if used:
+            schema["$defs"] = {name: components[name] for name in components if name in used}
         result.append(schema)
     return result
 
@@ -70,3 +71,22 @@ def _with_type_hints(types: list[Any]) -> tuple[tuple[dict[str, Any], ...], dict
 def _anything(type_: Any) -> dict[str, Any]:
     """The schema of a type JSON Schema has no word for: `object`, which takes any value."""
     return {TYPE_HINT: "any"}
+
+
+def _referenced(schema: Any, components: dict[str, Any]) -> set[str]:
+    """The names of the components `schema` refers to, directly or through others."""
+    found: set[str] = set()
+    todo = [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                name = ref.rsplit("/", 1)[-1]
+                if name not in found and name in components:
+                    found.add(name)
+                    todo.append(components[name])
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return found

@@ -60,11 +60,13 @@ async def _describe(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def render(services: list[dict[str, Any]]) -> str:
-    """The description as text: each service, then each method's signature and docstring."""
+    """The description as text: each service, then each method's signature, docstring and schemas
+    (the types they refer to listed once, after the service's methods)."""
     lines: list[str] = []
     for service in services:
         lines.append(service["name"])
         lines.extend(f"    {line}" for line in service["doc"].splitlines())
+        types: dict[str, Any] = {}
         for method in service["methods"]:
             runs = "" if method["runs"] == "async" else "  (runs in a thread)"
             kind = method.get("kind", "unary")  # a server from before streams says nothing: unary
@@ -72,8 +74,12 @@ def render(services: list[dict[str, Any]]) -> str:
             lines.append(f"  {method['name']}{method['signature']}{shown}{runs}")
             lines.extend(f"      {line}" for line in method["doc"].splitlines())
             for side in ("request", "reply"):
-                schema = method.get(f"{side}_schema")  # a server from before contracts has none
+                schema = dict(method.get(f"{side}_schema") or {})  # none from an untyped method
+                types.update(schema.pop("$defs", {}))
                 if schema:
                     lines.append(f"      {side} schema: {to_json(schema, compact=True)}")
+        if types:
+            lines.append("  types ($defs):")
+            lines.extend(f"    {name}: {to_json(types[name], compact=True)}" for name in sorted(types))
         lines.append("")
     return "\n".join(lines).rstrip() or "(no services)"

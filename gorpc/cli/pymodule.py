@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import keyword
 import math
 import re
@@ -25,16 +26,18 @@ HEADER = '''"""Types and interface of {services}, written by `gorpc describe --p
 reflection. Call the service through a stub: `client.stub({first})`."""
 
 from __future__ import annotations
-
-import datetime
-import decimal
-import enum
-import uuid
-from collections.abc import AsyncIterator
-from typing import Any, Literal
-
-import msgspec
 '''
+# What the module may need, each written only if the source uses it.
+IMPORTS = {
+    "datetime": "import datetime",
+    "decimal": "import decimal",
+    "enum": "import enum",
+    "uuid": "import uuid",
+    "AsyncIterator": "from collections.abc import AsyncIterator",
+    "Any": "from typing import Any",
+    "Literal": "from typing import Literal",  # merged with the line above when both are used
+    "msgspec": "import msgspec",
+}
 _TAKEN = {"datetime", "decimal", "enum", "uuid", "msgspec", "AsyncIterator", "Any", "Literal", "annotations"}
 _STRING_FORMATS = {
     "date-time": "datetime.datetime",
@@ -154,11 +157,7 @@ class ModuleWriter:
 
     def _enum(self, cls: str, schema: dict[str, Any]) -> str:
         lines = [f"class {cls}(enum.Enum):", *_doc(schema)]
-        members: set[str] = set()
-        for value in schema["enum"]:
-            member = identifier(str(value).upper() if isinstance(value, str) else f"VALUE_{value}", members)
-            members.add(member)
-            lines.append(f"    {member} = {_literal(value)}")
+        lines += [f"    {member} = {_literal(value)}" for value, member in _members(schema)]
         return "\n".join(lines)
 
     def _struct(self, name: str, schema: dict[str, Any]) -> str:
@@ -166,7 +165,7 @@ class ModuleWriter:
         tag_field = None
         if name in self._tags:
             tag_field, tag = self._tags[name]
-            options += [f"tag_field={tag_field!r}", f"tag={tag!r}"]
+            options += [f"tag_field={_literal(tag_field)}", f"tag={_literal(tag)}"]
         lines = [f"class {self._names[name]}({', '.join(options)}):", *_doc(schema)]
         required = set(schema.get("required") or ())
         fields: set[str] = set()
@@ -181,7 +180,7 @@ class ModuleWriter:
         attr = identifier(wire_name, taken)
         taken.add(attr)
         type_ = self.type_of(prop)
-        rename = f"name={wire_name!r}" if attr != wire_name else ""
+        rename = f"name={_literal(wire_name)}" if attr != wire_name else ""
         if required:
             default = ""
         elif "default" in prop:
@@ -195,13 +194,16 @@ class ModuleWriter:
     def _default(self, value: Any, prop: dict[str, Any], type_: str) -> str:
         ref = str(prop.get("$ref", "")).rsplit("/", 1)[-1]
         if ref in self._defs and "enum" in self._defs[ref]:
-            return f"{self._names[ref]}({_literal(value)})"
+            members = dict((repr(v), m) for v, m in _members(self._defs[ref]))
+            member = members.get(repr(value))
+            return f"{self._names[ref]}.{member}" if member else f"{self._names[ref]}({_literal(value)})"
         if type_ == "bytes" and isinstance(value, str):
             return repr(base64.b64decode(value))
         if type_.startswith("tuple[") and isinstance(value, list):
             return f"({', '.join(_literal(item) for item in value)}{',' if len(value) == 1 else ''})"
         if isinstance(value, (list, dict)):
-            return f"msgspec.field(default_factory=lambda: {_literal(value)})"
+            factory = type(value).__name__ if not value else f"lambda: {_literal(value)}"
+            return f"msgspec.field(default_factory={factory})"
         return _literal(value)
 
 
@@ -222,9 +224,22 @@ def _literal(value: Any) -> str:
         return f"[{', '.join(_literal(item) for item in value)}]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a Python string literal
+    if value is None or isinstance(value, (bool, int, float)):
         return repr(value)
-    return repr(str(value))
+    return _literal(str(value))
+
+
+def _members(schema: dict[str, Any]) -> list[tuple[Any, str]]:
+    """An enum schema's (value, member name) pairs."""
+    taken: set[str] = set()
+    pairs = []
+    for value in schema["enum"]:
+        member = identifier(str(value).upper() if isinstance(value, str) else f"VALUE_{value}", taken)
+        taken.add(member)
+        pairs.append((value, member))
+    return pairs
 
 
 def _union(options: Iterator[str]) -> str:
@@ -257,8 +272,20 @@ def python_module(services: list[dict[str, Any]]) -> str:
     interfaces = [_interface(service, writer) for service in services]
     first = identifier(str(services[0]["name"]).rsplit(".", 1)[-1]) if services else "Service"
     header = HEADER.format(services=", ".join(str(s["name"]) for s in services), first=first)
-    parts = [header.rstrip("\n"), writer.types_source(), *interfaces]
-    return "\n\n\n".join(part for part in parts if part) + "\n"
+    body = "\n\n\n".join(part for part in [writer.types_source(), *interfaces] if part)
+    return f"{header}{_imports(body)}\n\n{body}\n"
+
+
+def _imports(body: str) -> str:
+    """The import lines `body` needs, grouped as isort would: standard library, then msgspec."""
+    used = [line for name, line in IMPORTS.items() if re.search(rf"\b{name}\b", body)]
+    plain = sorted(line for line in used if line.startswith("import ") and line != "import msgspec")
+    froms = [line for line in used if line.startswith("from collections")]
+    typing_names = [line.rsplit(" ", 1)[1] for line in used if line.startswith("from typing")]
+    if typing_names:
+        froms.append(f"from typing import {', '.join(typing_names)}")
+    third = ["", "import msgspec"] if "import msgspec" in used else []
+    return "\n" + "\n".join([*plain, *froms, *third]) + "\n"
 
 
 def _interface(service: dict[str, Any], writer: ModuleWriter) -> str:
@@ -266,7 +293,7 @@ def _interface(service: dict[str, Any], writer: ModuleWriter) -> str:
     lines = [
         f"class {cls}:",
         *_doc({"description": service.get("doc")}),
-        f"    name = {str(service['name'])!r}",
+        f"    name = {_literal(str(service['name']))}",
     ]
     for method in service["methods"]:
         lines.append("")
@@ -289,7 +316,7 @@ def _method(method: dict[str, Any], writer: ModuleWriter) -> list[str]:
         head = f"    def {name}(self, {parameter}) -> AsyncIterator[{reply}]:"
     else:
         head = f"    async def {name}(self, {parameter}) -> {reply}:"
-    body = [f"        raise NotImplementedError({STUB_ONLY!r})"]
+    body = [f"        raise NotImplementedError({_literal(STUB_ONLY)})"]
     return [head, *_doc({"description": method.get("doc")}, "        "), *body]
 
 
@@ -304,7 +331,8 @@ def request_type(method: dict[str, Any]) -> Any:
     # A module of its own in sys.modules: msgspec resolves the (postponed) annotations through it.
     module = types.ModuleType(f"gorpc_schema_{next(_modules)}")
     sys.modules[module.__name__] = module
-    source = HEADER.format(services="a method's request", first="") + writer.types_source()
+    types_source = writer.types_source()
+    source = HEADER.format(services="a method's request", first="") + _imports(types_source) + types_source
     exec(compile(source, f"<{module.__name__}>", "exec"), module.__dict__)
     return eval(expression, module.__dict__)
 
