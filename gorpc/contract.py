@@ -21,6 +21,7 @@ import msgspec
 
 from gorpc.codecs import Decode
 from gorpc.kinds import MethodKind
+from gorpc.schema import check_decodable
 from gorpc.types import Codec
 
 _STREAM_IN = (collections.abc.AsyncIterator, collections.abc.AsyncIterable)
@@ -46,6 +47,7 @@ class Signature:
     kind: MethodKind
     contract: Contract | None  # None: both sides untyped
     takes_context: bool
+    unresolved: str = ""  # an annotation that did not evaluate (so the method is untyped)
 
 
 @dataclass(eq=False)
@@ -70,6 +72,7 @@ class Contract:
         for type_ in (self.request, self.reply):
             if type_ is not None:
                 msgspec.msgpack.Decoder(type_)
+                check_decodable(type_)
 
     def _codec(self, base: Codec, server: bool) -> Codec:
         codec = self._codecs.get((base.id, server))
@@ -157,10 +160,11 @@ def signature(func: Callable[..., Any], *, by_annotation: bool = False) -> Signa
         streams_out = True
     request_type = _item(request) if streams_in else _typed(request)
     reply_type = _item(reply) if streams_out else _typed(reply)
-    if isinstance(request_type, str) or isinstance(reply_type, str):
+    unresolved = next((t for t in (request_type, reply_type) if isinstance(t, str)), "")
+    if unresolved:
         request_type = reply_type = None  # an annotation that does not evaluate here: untyped
     contract = None if request_type is None and reply_type is None else Contract(request_type, reply_type)
-    return Signature(_KINDS[streams_in, streams_out], contract, len(params) == 2)
+    return Signature(_KINDS[streams_in, streams_out], contract, len(params) == 2, unresolved)
 
 
 _KINDS = {

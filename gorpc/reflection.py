@@ -55,7 +55,10 @@ class Reflection(Service):
 
 def _method(method: Method) -> dict[str, Any]:
     contract = method.contract
-    request, reply = schemas([contract.request, contract.reply] if contract else [None, None])
+    try:
+        request, reply = schemas([contract.request, contract.reply] if contract else [None, None])
+    except TypeError:  # a type JSON Schema cannot express (a msgpack Ext): say nothing of it
+        request = reply = None
     return {
         "name": method.path.rsplit("/", 1)[1],
         "path": method.path,

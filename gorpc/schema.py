@@ -5,8 +5,9 @@ bytes are binary (not base64) and a timezone-aware datetime is msgpack's timesta
 
 JSON Schema has no format for a datetime that may lack a timezone, so msgspec writes a plain
 string for it; we add `"x-gorpc-type": "datetime"` (or "time") so that a generated client module
-decodes it as one. That needs msgspec's schema generator, which is private: if a later msgspec
-moves it, the schemas stay correct and only that hint goes.
+decodes it as one, and an enum's member names as `"x-gorpc-members": {name: value}`. That needs
+msgspec's schema generator, which is private: if a later msgspec moves it, the schemas stay
+correct and only these hints go.
 """
 
 from __future__ import annotations
@@ -18,6 +19,27 @@ import msgspec
 
 REF_TEMPLATE = "#/$defs/{name}"
 TYPE_HINT = "x-gorpc-type"
+MEMBERS = "x-gorpc-members"
+
+
+def check_decodable(type_: Any) -> None:
+    """Raise TypeError if `type_` holds a class msgspec cannot build (a plain class, say: msgspec
+    takes such an annotation, and fails only when a message arrives)."""
+    from msgspec import inspect as mi
+
+    seen: set[int] = set()
+    todo: list[Any] = [mi.type_info(type_)]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (list, tuple)):
+            todo.extend(node)
+        elif isinstance(node, mi.Type) and id(node) not in seen:
+            seen.add(id(node))
+            if isinstance(node, mi.CustomType) and node.cls is not object:
+                raise TypeError(f"msgspec cannot build {node.cls.__qualname__} from a message")
+            todo.extend(getattr(node, field) for field in node.__struct_fields__)
+        elif isinstance(node, mi.Field):
+            todo.append(node.type)
 
 
 def schemas(types: Sequence[Any]) -> list[dict[str, Any] | None]:
@@ -58,6 +80,8 @@ def _with_type_hints(types: list[Any]) -> tuple[tuple[dict[str, Any], ...], dict
                 schema[TYPE_HINT] = "datetime"
             elif isinstance(t, mi.TimeType):
                 schema[TYPE_HINT] = "time"
+            elif isinstance(t, mi.EnumType) and not check_ref:  # a component: its member names
+                schema[MEMBERS] = {member.name: member.value for member in t.cls}
             return schema
 
     infos = mi.multi_type_info(types)

@@ -4,6 +4,7 @@ table of every method a server hosts."""
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -11,6 +12,8 @@ from typing import Any, ClassVar
 from gorpc.contract import Contract, signature
 from gorpc.exceptions import ConfigError, MethodNotFound
 from gorpc.kinds import MethodKind
+
+logger = logging.getLogger("gorpc.server")
 
 
 class Service:
@@ -101,6 +104,13 @@ def _method(path: str, func: Callable[..., Any]) -> Method:
     runs_on_loop = inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
     if sig.kind.streams_requests and not runs_on_loop:
         raise ConfigError(f"{path}: a handler that receives a request stream must be `async def`")
+    if sig.unresolved:
+        logger.warning(
+            "%s: annotation %r does not evaluate at registration (imported only for type checkers?); "
+            "the method is served untyped",
+            path,
+            sig.unresolved,
+        )
     if sig.contract is not None:
         try:
             sig.contract.check()

@@ -11,7 +11,11 @@ from gorpc.payload import decode_body, encode_body
 keys = st.text(max_size=20)
 metadata = st.dictionaries(keys, st.one_of(st.text(max_size=50), st.binary(max_size=50)), max_size=5)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
     max_leaves=20,
 )
@@ -55,3 +59,9 @@ def test_json_body_round_trip(value):
         decode_body(JsonCodec(), flags, memoryview(body), limit=1 << 20, error=InvalidRequest, what="x")
         == value
     )
+
+
+def test_json_carries_a_non_finite_float_as_null():
+    """JSON has no infinity or NaN: they travel as null, as in JSON.stringify (docs/protocol.md)."""
+    codec = JsonCodec()
+    assert codec.encode([float("inf"), float("nan")]) == b"[null,null]"

@@ -190,9 +190,7 @@ async def test_reflection_refuses_a_wrong_argument_as_an_invalid_request(client,
     from gorpc import InvalidRequest
 
     # The built-in service declares its argument types: the server checks them, as any contract's.
-    with pytest.raises(
-        InvalidRequest, match=r"Describe does not match str \| None: Expected `str \| null`"
-    ):
+    with pytest.raises(InvalidRequest, match=r"Describe does not match str \| None: Expected `str \| null`"):
         await client.call("/gorpc.Reflection/Describe", argument)
     with pytest.raises(InvalidRequest, match=r"/ListServices does not match None: Expected `null`, got"):
         await client.call("/gorpc.Reflection/ListServices", argument)

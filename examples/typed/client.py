@@ -15,7 +15,9 @@ async def main(target: str) -> None:
     async with Client(target) as client:
         tasks = client.stub(Tasks)
         due = datetime.datetime(2026, 12, 1, 9, 0, tzinfo=datetime.UTC)
-        created = await tasks.Add(Task(title="write the report", priority=Priority.HIGH, due=due, tags=["work"]))
+        created = await tasks.Add(
+            Task(title="write the report", priority=Priority.HIGH, due=due, tags=["work"])
+        )
         print(f"added task {created.id}")
         await tasks.AddMany([Task(title="buy milk", tags=["home"]), Task(title="file taxes", tags=["home"])])
         task = await tasks.Get(TaskId(created.id), timeout=2)

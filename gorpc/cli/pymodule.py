@@ -20,7 +20,7 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
-from gorpc.schema import TYPE_HINT
+from gorpc.schema import MEMBERS, TYPE_HINT
 
 HEADER = '''"""Types and interface of {services}, written by `gorpc describe --python` from the server's
 reflection. Call the service through a stub: `client.stub({first})`."""
@@ -232,7 +232,15 @@ def _literal(value: Any) -> str:
 
 
 def _members(schema: dict[str, Any]) -> list[tuple[Any, str]]:
-    """An enum schema's (value, member name) pairs."""
+    """An enum schema's (value, member name) pairs: the server's names when it sends them."""
+    named = schema.get(MEMBERS)
+    if isinstance(named, dict) and sorted(map(repr, named.values())) == sorted(map(repr, schema["enum"])):
+        taken_names: set[str] = set()
+        pairs = []
+        for name, value in named.items():
+            taken_names.add(member := identifier(str(name), taken_names))
+            pairs.append((value, member))
+        return pairs
     taken: set[str] = set()
     pairs = []
     for value in schema["enum"]:
@@ -332,7 +340,8 @@ def request_type(method: dict[str, Any]) -> Any:
     module = types.ModuleType(f"gorpc_schema_{next(_modules)}")
     sys.modules[module.__name__] = module
     types_source = writer.types_source()
-    source = HEADER.format(services="a method's request", first="") + _imports(types_source) + types_source
+    imports = _imports(f"{types_source}\n{expression}")  # the expression may need some too
+    source = HEADER.format(services="a method's request", first="") + imports + types_source
     exec(compile(source, f"<{module.__name__}>", "exec"), module.__dict__)
     return eval(expression, module.__dict__)
 
