@@ -64,7 +64,11 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def gorpc_clients(target: str, clients: int, tracer: str, consul: str | None) -> tuple[list[Call], Any]:
+async def gorpc_clients(
+    target: str, clients: int, tracer: str, consul: str | None, typed: bool = False
+) -> tuple[list[Call], Any]:
+    from typed_greeter import HelloRequest, TypedGreeter
+
     from gorpc import Client
 
     options: dict[str, Any] = {"max_message_size": 8 << 20}
@@ -79,6 +83,12 @@ async def gorpc_clients(target: str, clients: int, tracer: str, consul: str | No
     def caller(client: Client) -> Call:
         async def call(message: str) -> str:
             return (await client.call("/helloworld.Greeter/SayHello", {"msg": message}))["msg"]  # type: ignore[no-any-return]
+
+        if typed:  # the same call through a stub, with declared types on both sides
+            stub = client.stub(TypedGreeter)
+
+            async def call(message: str) -> str:
+                return (await stub.SayHello(HelloRequest(message))).msg  # type: ignore[no-any-return]
 
         return call
 
@@ -135,7 +145,7 @@ async def ceiling_clients(target: str, clients: int) -> tuple[list[Call], Any]:
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.kind == "gorpc":
-        calls, close = await gorpc_clients(args.target, args.clients, args.tracer, args.consul)
+        calls, close = await gorpc_clients(args.target, args.clients, args.tracer, args.consul, args.typed)
     elif args.kind == "grpc":
         calls, close = await grpc_clients(args.target, args.clients)
     else:
@@ -157,6 +167,7 @@ def main() -> None:
     parser.add_argument("--payload", type=int, default=20, help="request message size in bytes")
     parser.add_argument("--clients", type=int, default=1, help="clients (connections) sharing the load")
     parser.add_argument("--tracer", default="noop", help="gorpc only: noop or mock")
+    parser.add_argument("--typed", action="store_true", help="gorpc only: the typed method, through a stub")
     parser.add_argument("--consul", default=None, help="gorpc only: resolve TARGET through this agent")
     args = parser.parse_args()
     # grpc.aio runs on asyncio's own loop; the others on uvloop, as their servers do.

@@ -4,7 +4,8 @@
     python benchmarks/servers.py grpc    ADDRESS
     python benchmarks/servers.py ceiling ADDRESS
 
-Each answers {"msg": m} with {"msg": m + " world"} and logs `serving ... on HOST:PORT` when ready.
+Each answers {"msg": m} with {"msg": m + " world"} and logs `serving ... on HOST:PORT` when ready;
+gorpc also serves the same method typed (typed_greeter.py), for the typed/untyped rows.
     python benchmarks/servers.py stream-ceiling ADDRESS
 
 gorpc and grpc also serve streams: `Feed` sends `count` items of `size` bytes, `Echo` sends back each
@@ -26,12 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def serve_gorpc(address: str, tracer: str, consul: str | None) -> None:
+    from typed_greeter import TypedGreeter
+
     from gorpc import Server, Service
 
     class Greeter(Service):
         name = "helloworld.Greeter"
 
-        async def SayHello(self, req: dict[str, str]) -> dict[str, str]:
+        # Unannotated: untyped, plain data. TypedGreeter is the same method with declared types.
+        async def SayHello(self, req):  # type: ignore[no-untyped-def]
             return {"msg": req["msg"] + " world"}
 
     class Streamer(Service):
@@ -55,7 +59,7 @@ def serve_gorpc(address: str, tracer: str, consul: str | None) -> None:
     if consul is not None:
         options.update(resolver="consul", plugins={"consul": {"address": consul, "prefix": "gorpc-bench"}})
     server = Server(address=address, **options)
-    server.register(Greeter(), Streamer())
+    server.register(Greeter(), TypedGreeter(), Streamer())
     server.serve()
 
 

@@ -5,10 +5,10 @@ side by side in one run, each server in its own process and each measurement in 
     python benchmarks/suite.py --quick         # tiny counts: checks the scripts, measures nothing
 
 Sweeps: concurrency 1/8/64/256; payload 20 B/1 KiB/64 KiB/1 MiB; one connection vs 16 clients;
-gorpc tracing off vs on; gorpc resolved through a real Consul vs a direct address; streams
-(server-streaming and bidirectional, 16 B and 1 KiB items) against grpcio's streams and a raw
-stream ceiling. Writes `results/<date>.json` (with the machine and versions), `results/latest.md`
-and PNG plots.
+gorpc tracing off vs on; gorpc typed (Structs through a stub) vs untyped; gorpc resolved through
+a real Consul vs a direct address; streams (server-streaming and bidirectional, 16 B and 1 KiB
+items) against grpcio's streams and a raw stream ceiling. Writes `results/<date>.json` (with the
+machine and versions), `results/latest.md` and PNG plots.
 """
 
 from __future__ import annotations
@@ -116,6 +116,10 @@ def groups(calls: int) -> Iterator[list[Spec]]:
         spec("tracing", "gorpc", calls, concurrency=64, server="gorpc+tracing", variant="tracing on (mock)"),
     ]
     yield [
+        spec("typed", "gorpc", calls, concurrency=64, variant="untyped (plain data)"),
+        spec("typed", "gorpc", calls, concurrency=64, variant="typed (Structs, stub)", typed=True),
+    ]
+    yield [
         spec("consul", "gorpc", calls, concurrency=64, server="gorpc+consul", variant="direct"),
         spec("consul", "gorpc", calls, concurrency=64, server="gorpc+consul", variant="consul", consul=True),
     ]
@@ -194,6 +198,7 @@ def measure(
     payload: int = 20,
     clients: int = 1,
     consul: bool = False,
+    typed: bool = False,
 ) -> dict[str, Any]:
     process: ServerProcess = running[server]
     target = "helloworld.Greeter" if consul else process.address
@@ -203,6 +208,8 @@ def measure(
         argv += ["--tracer", "mock"]
     if consul:
         argv += ["--consul", running["consul"]]
+    if typed:
+        argv.append("--typed")
     cpu_before = server_cpu(process.process.pid)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
@@ -249,7 +256,7 @@ def machine() -> dict[str, Any]:
         ),
         platform.processor(),
     )
-    packages = ("gorpc", "grpcio", "msgpack", "uvloop", "aiohttp")
+    packages = ("gorpc", "grpcio", "msgpack", "msgspec", "uvloop", "aiohttp")
     return {
         "date": datetime.date.today().isoformat(),
         "cpu": cpu,
@@ -276,12 +283,14 @@ def targets(
         find(rows, sweep="consul", variant="consul"),
     )
     streams = _stream_ratios(stream_rows)
+    untyped, typed = (find(rows, sweep="typed", variant=v) for v in _TYPED_VARIANTS)
     checks = [
         ("C=64 gorpc/ceiling calls/s", g64["calls_per_s"] / c64["calls_per_s"], ">= 0.6", 0.6),
         ("C=64 gorpc/grpcio calls/s", g64["calls_per_s"] / r64["calls_per_s"], ">= 10", 10.0),
         ("C=64 gorpc p99 ms", g64["p99_ms"], "<= 2", None),
         ("C=1 gorpc/ceiling p50", at["gorpc", 1]["p50_ms"] / at["ceiling", 1]["p50_ms"], "<= 1.25", None),
         ("consul-resolved/direct calls/s", resolved["calls_per_s"] / direct["calls_per_s"], ">= 0.95", 0.95),
+        ("C=64 typed/untyped calls/s", typed["calls_per_s"] / untyped["calls_per_s"], ">= 1.0", 1.0),
         # noop adds no interceptor, so "tracing off" runs the very code of "no tracer": two server
         # processes of one build, and this ratio is the machine's noise.
         (
@@ -358,6 +367,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 STREAM_NAMES = {"server": "server-streaming", "bidi": "bidirectional"}
+_TYPED_VARIANTS = ("untyped (plain data)", "typed (Structs, stub)")
 
 
 def _stream_ratios(stream_rows: list[dict[str, Any]]) -> dict[tuple[str, int], tuple[float, float]]:
