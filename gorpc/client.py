@@ -164,7 +164,7 @@ class Client:
         """
         ctx = self._context(method, timeout, metadata, propagate, False, hash_key, idempotent, options)
         if reply_type is not None:
-            ctx.codec = self._typed_codec(reply_type)
+            ctx.codec = self._typed_codecs.get(reply_type) or self._typed_codec(reply_type)
         chain = self._chain
         if requests is not None:
             ctx.mode = StreamMode.REQUESTS
@@ -198,7 +198,7 @@ class Client:
         """
         ctx = self._context(method, timeout, metadata, propagate, False, hash_key, idempotent, options)
         if reply_type is not None:
-            ctx.codec = self._typed_codec(reply_type)
+            ctx.codec = self._typed_codecs.get(reply_type) or self._typed_codec(reply_type)
         ctx.mode = StreamMode.REPLIES
         if requests is not None:
             ctx.mode |= StreamMode.REQUESTS
@@ -212,11 +212,19 @@ class Client:
         --python` writes one). Each method takes `call`'s options; see `gorpc.stub`."""
         return Stub(self, contract)
 
+    async def _call_plainly(self, method: str, request: Any, reply_type: Any) -> Any:
+        """`call(method, request, reply_type=...)` with no other option: a stub's common call,
+        without `call`'s keyword arguments to bind (about 2% of a small call)."""
+        ctx = self._context(method, _UNSET, None, None, False, None, None, None)
+        ctx.codec = self._typed_codecs.get(reply_type) or self._typed_codec(reply_type)
+        parent = ctx.parent
+        if parent is None:
+            return await self._chain(ctx, request)
+        return await self._call_under(parent, ctx, request, self._chain)
+
     def _typed_codec(self, reply_type: Any) -> Codec:
-        """The client's codec, decoding replies into `reply_type` (one per type, made once)."""
-        codec = self._typed_codecs.get(reply_type)
-        if codec is None:
-            codec = self._typed_codecs[reply_type] = TypedCodec(self._codec, reply_type, None)
+        """The client's codec, decoding replies into `reply_type` (made once per type)."""
+        codec = self._typed_codecs[reply_type] = TypedCodec(self._codec, reply_type, None)
         return codec
 
     async def notify(

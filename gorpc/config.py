@@ -128,6 +128,9 @@ class ServerConfig(_CommonConfig):
     # Per connection; a stream opened beyond this is refused (UNAVAILABLE, unprocessed: retry elsewhere).
     max_concurrent_streams: int = 1024
     reflection: bool = True  # serve gorpc.Reflection, which `gorpc describe` asks what this server offers
+    # Check each reply of a method with a declared reply type against it (a mismatch is an
+    # InternalError, logged). It decodes what was encoded: about 2% of a small call.
+    check_replies: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

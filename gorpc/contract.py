@@ -35,11 +35,6 @@ _STREAM_OUT = (
 _UNTYPED = (inspect.Parameter.empty, Any, object)
 
 
-class ContractError(ValueError):
-    """A message that does not match its declared type; says which type, where and why, e.g.
-    "does not match HelloRequest: Expected `int`, got `str` - at `$.count`"."""
-
-
 @dataclass(frozen=True)
 class Signature:
     """What a method's signature says: its kind and its contract."""
@@ -57,15 +52,19 @@ class Contract:
 
     request: Any
     reply: Any
-    _codecs: dict[tuple[int, bool], Codec] = field(default_factory=dict, repr=False)
+    path: str = ""  # the method's, for error messages (set at registration)
+    # Made on first use, by base codec id: the call path looks here first (no method call).
+    server_codecs: dict[int, Codec] = field(default_factory=dict, repr=False)
+    client_codecs: dict[int, Codec] = field(default_factory=dict, repr=False)
 
-    def server_codec(self, base: Codec) -> Codec:
-        """Decodes requests into the request type; checks replies against the reply type."""
-        return self._codec(base, True)
+    def server_codec(self, base: Codec, *, check: bool = True) -> Codec:
+        """Decodes requests into the request type; checks replies against the reply type (unless
+        not `check`). Made once per base codec (a server's config decides `check` once)."""
+        return self._codec(base, True, check)
 
     def client_codec(self, base: Codec) -> Codec:
         """Decodes replies into the reply type; encodes typed requests."""
-        return self._codec(base, False)
+        return self._codec(base, False, False)
 
     def check(self) -> None:
         """Raise TypeError now if msgspec cannot decode a declared type."""
@@ -74,58 +73,64 @@ class Contract:
                 msgspec.msgpack.Decoder(type_)
                 check_decodable(type_)
 
-    def _codec(self, base: Codec, server: bool) -> Codec:
-        codec = self._codecs.get((base.id, server))
+    def _codec(self, base: Codec, server: bool, check: bool) -> Codec:
+        made = self.server_codecs if server else self.client_codecs
+        codec = made.get(base.id)
         if codec is None:
-            decoded, encoded = (self.request, self.reply) if server else (self.reply, self.request)
-            codec = self._codecs[base.id, server] = TypedCodec(base, decoded, encoded if server else None)
+            decoded, checked = (self.request, self.reply if check else None) if server else (self.reply, None)
+            codec = made[base.id] = TypedCodec(base, decoded, checked, self.path)
         return codec
 
 
 class TypedCodec:
     """`base`, decoding into `decoded` and checking what it encodes against `checked` (either may
     be None). A codec that offers `decoder_for(type)` decodes straight into the type; any other goes
-    through its plain form (`msgspec.convert` / `msgspec.to_builtins`)."""
+    through its plain form (`msgspec.convert` / `msgspec.to_builtins`).
 
-    def __init__(self, base: Codec, decoded: Any, checked: Any) -> None:
+    A message that does not match raises msgspec.ValidationError, which says where and why; the
+    layer that catches it names the type from `decoded_name` or `checked_name`. No wrapper around
+    msgspec's own functions: each would cost a Python call per message.
+    """
+
+    def __init__(self, base: Codec, decoded: Any, checked: Any, path: str = "") -> None:
+        self.path = path
         self.name = base.name
         self.id = base.id
+        self.decoded_name = type_name(decoded) if decoded is not None else ""
+        self.checked_name = type_name(checked) if checked is not None else ""
         native = getattr(base, "decoder_for", None)
-        self._plain = native is None
         self.encode: Callable[[Any], bytes] = (
             base.encode if native is not None else lambda obj: base.encode(msgspec.to_builtins(obj))
         )
-        self.decode: Decode = base.decode if decoded is None else self._decoder(base, decoded)
+        self.decode: Decode = base.decode if decoded is None else _decoder(base, decoded)
         if checked is not None:
-            self.encode = self._checked_encoder(self.encode, self._decoder(base, checked))
+            self.encode = _checked_encoder(self.encode, _decoder(base, checked))
 
-    def _decoder(self, base: Codec, type_: Any) -> Decode:
-        native = getattr(base, "decoder_for", None)
-        decode: Decode = (
-            native(type_)
-            if native is not None
-            else lambda data: msgspec.convert(base.decode(data), type_, strict=False)
-        )
-        name = type_name(type_)
 
-        def typed(data: bytes | memoryview) -> Any:
-            try:
-                return decode(data)
-            except msgspec.ValidationError as exc:
-                raise ContractError(f"does not match {name}: {exc}") from None
+def _decoder(base: Codec, type_: Any) -> Decode:
+    native = getattr(base, "decoder_for", None)
+    if native is not None:
+        return native(type_)  # type: ignore[no-any-return]
+    return lambda data: msgspec.convert(base.decode(data), type_, strict=False)
 
-        return typed
 
-    @staticmethod
-    def _checked_encoder(encode: Callable[[Any], bytes], check: Decode) -> Callable[[Any], bytes]:
-        # Encoding alone checks nothing (a Struct takes any value for a field): decoding what was
-        # encoded with the declared type's decoder does, and costs about as much as the encoding.
-        def checked(obj: Any) -> bytes:
-            body = encode(obj)
-            check(body)
-            return body
+def _checked_encoder(encode: Callable[[Any], bytes], check: Decode) -> Callable[[Any], bytes]:
+    # Encoding alone checks nothing (a Struct takes any value for a field): decoding what was
+    # encoded with the declared type's decoder does, for about what the encoding costs.
+    def checked(obj: Any) -> bytes:
+        body = encode(obj)
+        check(body)
+        return body
 
-        return checked
+    return checked
+
+
+def mismatch(codec: object, exc: msgspec.ValidationError, side: str = "decoded") -> str:
+    """ "to /pkg.Svc/Method does not match HelloRequest: Expected `int`, got `str` - at `$.count`"
+    for a message `codec` (a TypedCodec) refused."""
+    name = getattr(codec, f"{side}_name", "") or "its declared type"
+    path = getattr(codec, "path", "")
+    return f"{'to ' + path + ' ' if path and side == 'decoded' else ''}does not match {name}: {exc}"
 
 
 def type_name(type_: Any) -> str:

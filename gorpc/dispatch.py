@@ -14,8 +14,10 @@ from collections.abc import Awaitable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any, NoReturn
 
+import msgspec
+
 from gorpc.context import CallContext, enter_call
-from gorpc.contract import ContractError
+from gorpc.contract import Contract, mismatch
 from gorpc.deadline import within
 from gorpc.envelope import pack_response_head, unpack_request_head, unpack_stream_head
 from gorpc.exceptions import (
@@ -55,6 +57,7 @@ class Dispatcher:
         max_message_size: int,
         compress: bool,
         compression_threshold: int,
+        check_replies: bool = True,
     ) -> None:
         self._table = table
         self._codecs = codecs
@@ -62,6 +65,7 @@ class Dispatcher:
         self._limit = max_message_size
         self._compress = compress
         self._threshold = compression_threshold
+        self._check_replies = check_replies
         self._chain = build_chain(interceptors, self._call_handler)
 
     async def run(self, frame: Frame, host: CallHost) -> None:
@@ -75,13 +79,12 @@ class Dispatcher:
             deadline = None if timeout is None else time.monotonic() + timeout
             ctx = CallContext(path, metadata, deadline, host.peer, oneway)
             codec = self._codecs.get(frame.codec) or self._unknown_codec(frame.codec)
-            what = "request"
             method = self._table.methods.get(path)  # unknown: the chain's end says so
             if method is not None and method.contract is not None:
-                codec = method.contract.server_codec(codec)
-                what = f"request to {path}"
+                contract = method.contract
+                codec = contract.server_codecs.get(frame.codec) or self._typed_codec(contract, codec)
             request = decode_body(
-                codec, frame.flags, frame.body, limit=self._limit, error=InvalidRequest, what=what
+                codec, frame.flags, frame.body, limit=self._limit, error=InvalidRequest, what="request"
             )
             enter_call(ctx)  # calls the handler makes inherit its deadline and cancellation
             if timeout is None:
@@ -122,7 +125,7 @@ class Dispatcher:
             if not method.kind.accepts(mode):
                 raise InvalidRequest(mismatch_message(path, method.kind))
             if method.contract is not None:
-                codec = method.contract.server_codec(codec)
+                codec = self._typed_codec(method.contract, codec)
             ctx.mode = method.kind.mode
             request = self._stream_request(frame, stream, codec, method)
             enter_call(ctx)
@@ -214,6 +217,9 @@ class Dispatcher:
             replies = iterate_in_thread(replies, self._executor)
         return _ready(replies)
 
+    def _typed_codec(self, contract: Contract, codec: Codec) -> Codec:
+        return contract.server_codec(codec, check=self._check_replies)
+
     def _unknown_codec(self, codec_id: int) -> NoReturn:
         known = {c.name: i for i, c in self._codecs.items()}
         raise InvalidRequest(f"unknown codec id {codec_id}; this server knows {known}")
@@ -230,9 +236,10 @@ class Dispatcher:
             )
         except MessageTooLarge:
             raise
-        except ContractError as exc:  # the handler's bug: the caller learns that much, the log the rest
-            logger.error("%s returned a reply that %s", path, exc)
-            raise InternalError(f"the server's reply {exc}") from None
+        except msgspec.ValidationError as exc:  # the handler's bug: the caller learns that, the log too
+            message = mismatch(codec, exc, "checked")
+            logger.error("%s returned a reply that %s", path, message)
+            raise InternalError(f"the server's reply {message}") from None
         except Exception as exc:
             raise InternalError(f"cannot encode reply with codec {codec.name!r}: {exc}") from exc
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from gorpc import compression
-from gorpc.contract import ContractError
+from gorpc.contract import mismatch
 from gorpc.exceptions import MessageTooLarge, RPCError
 from gorpc.frame import FLAG_COMPRESSED, check_size
 from gorpc.types import Codec
@@ -38,9 +40,9 @@ def decode_body(
         return codec.decode(data)
     except MessageTooLarge:
         raise
-    except ContractError as exc:  # well-formed, but not the declared type: say where and why
+    except msgspec.ValidationError as exc:  # well-formed, but not the declared type: where and why
         data = None
-        raise error(f"{what} {exc}") from None
+        raise error(f"{what} {mismatch(codec, exc)}") from None
     except Exception as exc:
         # The error's traceback keeps this frame, and its cause's the codec's: neither may keep
         # the (inflated) input alive for as long as someone holds the error.

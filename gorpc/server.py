@@ -112,6 +112,7 @@ class Server:
             max_message_size=cfg.max_message_size,
             compress=cfg.compression == "zlib",
             compression_threshold=cfg.compression_threshold,
+            check_replies=cfg.check_replies,
         )
         self._listener = await self._listen()
         self.address = self._bound_address()

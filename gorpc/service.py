@@ -3,6 +3,7 @@ table of every method a server hosts."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import Callable, Iterator
@@ -111,9 +112,11 @@ def _method(path: str, func: Callable[..., Any]) -> Method:
             path,
             sig.unresolved,
         )
-    if sig.contract is not None:
+    contract = sig.contract
+    if contract is not None:
+        contract = dataclasses.replace(contract, path=path)
         try:
-            sig.contract.check()
+            contract.check()
         except TypeError as exc:
             raise ConfigError(f"{path}: a declared type is not one msgspec can decode: {exc}") from None
     return Method(
@@ -123,5 +126,5 @@ def _method(path: str, func: Callable[..., Any]) -> Method:
         is_async=runs_on_loop,
         doc=inspect.getdoc(func) or "",
         kind=sig.kind,
-        contract=sig.contract,
+        contract=contract,
     )

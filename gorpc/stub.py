@@ -13,7 +13,6 @@ after the `_unary`, `_server_streaming`, ... templates below. Without the plugin
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -38,7 +37,7 @@ class Stub(Generic[S]):
     def __init__(self, client: Client, contract: type[S]) -> None:
         self._contract = contract
         for name, path, sig in contract_methods(contract):
-            setattr(self, name, _bind(client.call, client.stream, path, sig))
+            setattr(self, name, _bind(client.call, client.stream, path, sig, client._call_plainly))
 
     def __getattr__(self, name: str) -> Any:
         # Only for names that are not RPC methods (those are set as attributes in __init__).
@@ -187,18 +186,49 @@ def contract_methods(contract: type) -> Iterator[tuple[str, str, Signature]]:
 
 
 def _bind(
-    call: Callable[..., Any], stream: Callable[..., Any], path: str, sig: Signature
+    call: Callable[..., Any],
+    stream: Callable[..., Any],
+    path: str,
+    sig: Signature,
+    plain: Callable[[str, Any, Any], Any] | None = None,
 ) -> Callable[..., Any]:
-    """One stub method: `call` or `stream` with the path and the reply type filled in."""
+    """One stub method: `call` or `stream` with the path and the reply type filled in (`plain`:
+    the client's call without options, for a typed unary method called without any)."""
     reply_type = sig.contract.reply if sig.contract is not None else None
-    if sig.kind is MethodKind.UNARY:
-        return functools.partial(call, path, reply_type=reply_type)
-    if sig.kind is MethodKind.SERVER_STREAMING:
-        return functools.partial(stream, path, reply_type=reply_type)
-    send = call if sig.kind is MethodKind.CLIENT_STREAMING else stream
+    if sig.kind.streams_requests:
+        send = call if sig.kind is MethodKind.CLIENT_STREAMING else stream
+        method = _with_requests(send, path, reply_type)
+    elif sig.kind is MethodKind.UNARY and plain is not None and reply_type is not None:
+        method = _unary(call, plain, path, reply_type)
+    else:
+        method = _with_request(call if sig.kind is MethodKind.UNARY else stream, path, reply_type)
+    method.__name__ = method.__qualname__ = path.rsplit("/", 1)[1]
+    return method
 
-    def streaming(requests: Any, /, **options: Any) -> Any:
+
+def _unary(
+    call: Callable[..., Any], plain: Callable[[str, Any, Any], Any], path: str, reply_type: Any
+) -> Callable[..., Any]:
+    def method(request: Any = None, /, **options: Any) -> Any:
+        if options:
+            return call(path, request, reply_type=reply_type, **options)
+        return plain(path, request, reply_type)
+
+    return method
+
+
+def _with_request(send: Callable[..., Any], path: str, reply_type: Any) -> Callable[..., Any]:
+    # A closure, not functools.partial: a partial with keywords builds a dict on every call.
+    def method(request: Any = None, /, **options: Any) -> Any:
+        if options:
+            return send(path, request, reply_type=reply_type, **options)
+        return send(path, request, reply_type=reply_type)
+
+    return method
+
+
+def _with_requests(send: Callable[..., Any], path: str, reply_type: Any) -> Callable[..., Any]:
+    def method(requests: Any, /, **options: Any) -> Any:
         return send(path, requests=requests, reply_type=reply_type, **options)
 
-    streaming.__name__ = path.rsplit("/", 1)[1]
-    return streaming
+    return method

@@ -373,3 +373,10 @@ async def test_an_annotation_that_does_not_evaluate_serves_the_method_untyped_wi
         async with loopback(Later()) as (_, client):
             assert await client.call("/typed.Later/Take", "anything") == 1
     assert "/typed.Later/Take: annotation 'NotImportedHere' does not evaluate" in caplog.text
+
+
+async def test_check_replies_false_skips_the_reply_check():
+    async with loopback(Shop(), server_options={"check_replies": False}) as (_, client):
+        assert await client.call("/typed.Shop/Wrong", 1) == {"total": "lots"}  # sent unchecked
+        with pytest.raises(ProtocolError, match="reply does not match Receipt"):
+            await client.stub(Shop).Wrong(1)  # a typed caller still refuses it
