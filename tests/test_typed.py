@@ -380,3 +380,13 @@ async def test_check_replies_false_skips_the_reply_check():
         assert await client.call("/typed.Shop/Wrong", 1) == {"total": "lots"}  # sent unchecked
         with pytest.raises(ProtocolError, match="reply does not match Receipt"):
             await client.stub(Shop).Wrong(1)  # a typed caller still refuses it
+
+
+async def test_an_untyped_msgpack_body_keeps_the_guard_against_hash_flooding():
+    """Untyped bodies are decoded by msgpack, which refuses int map keys (they hash predictably,
+    so a map of colliding ones takes quadratic time to build); a declared dict[int, ...] is the
+    handler's own choice."""
+    async with loopback(Shop()) as (_, client):
+        with pytest.raises(InvalidRequest, match="int is not allowed for map key"):
+            await client.call("/typed.Shop/Untyped", {1: "a"})
+        assert (await client.call("/typed.Shop/Untyped", {"1": "a"}))["got"] == {"1": "a"}
