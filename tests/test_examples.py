@@ -91,3 +91,23 @@ def test_streaming_example_calls_each_kind_of_method():
             "RouteChat: at 0,1 earlier: second",
         ]
         assert server.stop() == 0
+
+
+def test_typed_example_calls_through_its_stub_and_shows_a_refused_request():
+    typed = ROOT / "examples" / "typed"
+    with server_process([str(typed / "server.py"), "--address", "127.0.0.1:0"]) as server:
+        client = subprocess.run(
+            [sys.executable, str(typed / "client.py"), "--target", server.address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (client.returncode, client.stderr) == (0, "")
+        assert client.stdout.splitlines() == [
+            "added task 1",
+            "task 1: write the report (high, due 2026-12-01)",
+            "home: buy milk",
+            "home: file taxes",
+            "refused: request to /todo.Tasks/Get does not match TaskId: Expected `int`, got `str` - at `$.id`",
+        ]
+        assert server.stop() == 0

@@ -51,6 +51,21 @@ async def test_the_readme_streams_snippet_serves_and_calls_each_kind():
     assert printed == ["{'lat': 1}", "{'lat': 2}", "{'lat': 3}", "['A', 'B'] {'points': 2}"]
 
 
+@pytest.mark.asyncio
+async def test_the_readme_typed_snippet_calls_through_a_stub_and_shows_a_validation_error():
+    namespace: dict = {}
+    exec(snippet("typed"), namespace)
+    printed: list[str] = []
+    namespace["print"] = lambda *args: printed.append(" ".join(map(str, args)))
+    async with loopback(namespace["Greeter"]()) as (_, client):
+        await namespace["use"](client)
+    assert printed == [
+        "HelloReply(msg='hi hi world')",
+        "request to /helloworld.TypedGreeter/SayHello does not match HelloRequest: "
+        "Expected `int`, got `str` - at `$.count`",
+    ]
+
+
 def test_the_readme_pytest_snippet_passes_in_strict_mode(tmp_path):
     (tmp_path / "test_greeter.py").write_text(snippet("pytest"))
     (tmp_path / "pytest.ini").write_text(
