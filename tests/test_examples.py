@@ -108,6 +108,7 @@ def test_typed_example_calls_through_its_stub_and_shows_a_refused_request():
             "task 1: write the report (high, due 2026-12-01)",
             "home: buy milk",
             "home: file taxes",
-            "refused: request to /todo.Tasks/Get does not match TaskId: Expected `int`, got `str` - at `$.id`",
+            "refused: request to /todo.Tasks/Get does not match TaskId: "
+            "Expected `int`, got `str` - at `$.id`",
         ]
         assert server.stop() == 0
