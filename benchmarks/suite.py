@@ -169,10 +169,12 @@ def spec(sweep: str, kind: str, calls: int, **options: Any) -> Spec:
 
 
 def run_group(running: dict[str, Any], group: list[Spec], rounds: int) -> list[dict[str, Any]]:
-    """Each spec `rounds` times, alternating so machine noise hits all alike; medians per spec."""
+    """Each spec `rounds` times, alternating so machine noise hits all alike; medians per spec.
+    Every other round runs the group backwards: going first (or last) is no spec's steady luck."""
     results: list[list[dict[str, Any]]] = [[] for _ in group]
-    for _ in range(rounds):
-        for i, one in enumerate(group):
+    for round_number in range(rounds):
+        order = list(enumerate(group))
+        for i, one in order if round_number % 2 == 0 else reversed(order):
             results[i].append(measure_stream(running, **one) if "stream" in one else measure(running, **one))
     return [_median(runs) for runs in results]
 
