@@ -29,6 +29,7 @@ from gorpc import (
     Server,
     Service,
 )
+from gorpc.cli.pymodule import python_module
 from gorpc.codecs import JsonCodec, MsgpackCodec
 from gorpc.testing import loopback
 from tests.typed_contract import Color, Dimensions, Item, Order, Owner, Receipt, Shop, Size, UntypedShop
@@ -314,9 +315,24 @@ async def test_mypy_infers_stub_reply_types_and_flags_a_wrong_request(tmp_path):
         "    await shop.Place(Item(name='not an order'))\n"
         "    await shop.Place(Order([]), timout=2)\n"
     )
+    # The same through a module `gorpc describe --python` wrote: a client without the server's code.
+    async with loopback(Shop()) as (_, client):
+        described = await client.call("/gorpc.Reflection/Describe", "typed.Shop")
+    (tmp_path / "generated_shop.py").write_text(python_module(described))
+    generated_program = tmp_path / "generated_caller.py"
+    generated_program.write_text(
+        "from gorpc import Client\n"
+        "from generated_shop import Item, Order, Shop\n\n"
+        "async def main(client: Client) -> None:\n"
+        "    shop = client.stub(Shop)\n"
+        "    reveal_type((await shop.Place(Order(items=[Item(name='a')]))).at)\n"
+        "    async for item in shop.Count(3):\n"
+        "        reveal_type(item.color)\n"
+        "    await shop.Place(Item(name='not an order'))\n"
+    )
     config = tmp_path / "mypy.ini"
     config.write_text(
-        "[mypy]\nstrict = True\nplugins = gorpc.mypy_plugin\n"
+        f"[mypy]\nstrict = True\nplugins = gorpc.mypy_plugin\nmypy_path = {tmp_path}\n"
         "[mypy-opentracing.*]\nignore_missing_imports = True\n"
     )
     result = await asyncio.to_thread(
@@ -330,6 +346,7 @@ async def test_mypy_infers_stub_reply_types_and_flags_a_wrong_request(tmp_path):
             "--cache-dir",
             str(tmp_path / "cache"),
             str(program),
+            str(generated_program),
         ],
         capture_output=True,
         text=True,
@@ -346,6 +363,17 @@ async def test_mypy_infers_stub_reply_types_and_flags_a_wrong_request(tmp_path):
         "  [call-arg]",
         'note: "Place" defined in "gorpc.stub"',
     ], result.stdout
+    generated = [
+        line.split(": ", 1)[1]
+        for line in result.stdout.splitlines()
+        if line.startswith(str(generated_program))
+    ]
+    assert generated == [
+        'note: Revealed type is "datetime.datetime"',
+        'note: Revealed type is "generated_shop.Color"',
+        'error: Argument 1 to "Place" of "Shop" has incompatible type "Item"; expected "Order"  [arg-type]',
+    ], result.stdout
+    assert f"{tmp_path / 'generated_shop.py'}" not in result.stdout  # the module itself is clean
 
 
 async def test_kinds_of_interface_methods_come_from_their_annotations():
@@ -390,3 +418,46 @@ async def test_an_untyped_msgpack_body_keeps_the_guard_against_hash_flooding():
         with pytest.raises(InvalidRequest, match="int is not allowed for map key"):
             await client.call("/typed.Shop/Untyped", {1: "a"})
         assert (await client.call("/typed.Shop/Untyped", {"1": "a"}))["got"] == {"1": "a"}
+
+
+async def test_a_generated_module_keeps_hostile_names_and_text_inert(tmp_path, monkeypatch):
+    """What a server sends becomes an identifier or a literal, never code: a module made from
+    awkward names and docstrings compiles, and running it defines types and nothing else."""
+    item = {
+        "title": "Tasks",  # the same name as the service's interface class
+        "description": 'ends with a quote" and has \\ a backslash\n"""',
+        "type": "object",
+        "properties": {
+            "class": {"type": "integer"},
+            "os.system('boom')": {"type": "string", "default": "'; import os #"},
+            "when": {"type": "string", "x-gorpc-type": "datetime"},
+        },
+        "required": ["class"],
+    }
+    services = [
+        {
+            "name": "evil.Tasks",
+            "doc": '"""; raise SystemExit #',
+            "methods": [
+                {
+                    "name": "Add",
+                    "path": "/evil.Tasks/Add",
+                    "kind": "unary",
+                    "doc": "fine",
+                    "request_schema": {"$ref": "#/$defs/Tasks", "$defs": {"Tasks": item}},
+                    "reply_schema": None,
+                },
+                {"name": "import os", "path": "/evil.Tasks/import os", "kind": "unary", "doc": ""},
+            ],
+        }
+    ]
+    source = python_module(services)
+    (tmp_path / "evil_contract.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    generated = importlib.import_module("evil_contract")  # runs it: it must only define things
+    assert generated.Tasks.name == "evil.Tasks" and generated.Tasks.__doc__ == '"""; raise SystemExit #'
+    record = generated.Tasks_(class_=1)  # the type gave way to the interface class
+    assert msgspec.to_builtins(record) == {"class": 1, "os.system('boom')": "'; import os #"}
+    decoded = msgspec.json.decode(b'{"class": 2, "when": "2026-11-22T12:00:00Z"}', type=generated.Tasks_)
+    assert decoded.when == NOON and generated.Tasks_.__doc__ == item["description"]
+    assert "client.call('/evil.Tasks/import os', ...)" in source

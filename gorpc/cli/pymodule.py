@@ -65,7 +65,8 @@ def identifier(text: str, taken: frozenset[str] | set[str] = frozenset()) -> str
 class ModuleWriter:
     """Writes Python types for JSON Schemas that share one `$defs`."""
 
-    def __init__(self, schemas: list[dict[str, Any] | None]) -> None:
+    def __init__(self, schemas: list[dict[str, Any] | None], reserved: frozenset[str] = frozenset()) -> None:
+        self._reserved = _TAKEN | reserved  # names types may not take (the interface classes')
         self._defs: dict[str, Any] = {}
         for schema in schemas:
             for name, definition in ((schema or {}).get("$defs") or {}).items():
@@ -112,7 +113,7 @@ class ModuleWriter:
 
     def _ref(self, name: str) -> str:
         if name not in self._names:
-            taken = _TAKEN | set(self._names.values())
+            taken = self._reserved | set(self._names.values())
             self._names[name] = identifier(name, taken)
             if name in self._defs:
                 self._pending.append(name)
@@ -276,9 +277,12 @@ def python_module(services: list[dict[str, Any]]) -> str:
         for method in service["methods"]
         for side in ("request_schema", "reply_schema")
     ]
-    writer = ModuleWriter(schemas)
-    interfaces = [_interface(service, writer) for service in services]
-    first = identifier(str(services[0]["name"]).rsplit(".", 1)[-1]) if services else "Service"
+    classes: list[str] = []
+    for service in services:
+        classes.append(identifier(str(service["name"]).rsplit(".", 1)[-1], _TAKEN | set(classes)))
+    writer = ModuleWriter(schemas, frozenset(classes))
+    interfaces = [_interface(cls, service, writer) for cls, service in zip(classes, services, strict=True)]
+    first = classes[0] if classes else "Service"
     header = HEADER.format(services=", ".join(str(s["name"]) for s in services), first=first)
     body = "\n\n\n".join(part for part in [writer.types_source(), *interfaces] if part)
     return f"{header}{_imports(body)}\n\n{body}\n"
@@ -296,8 +300,7 @@ def _imports(body: str) -> str:
     return "\n" + "\n".join([*plain, *froms, *third]) + "\n"
 
 
-def _interface(service: dict[str, Any], writer: ModuleWriter) -> str:
-    cls = identifier(str(service["name"]).rsplit(".", 1)[-1], _TAKEN)
+def _interface(cls: str, service: dict[str, Any], writer: ModuleWriter) -> str:
     lines = [
         f"class {cls}:",
         *_doc({"description": service.get("doc")}),
