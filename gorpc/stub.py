@@ -14,8 +14,9 @@ after the `_unary`, `_server_streaming`, ... templates below. Without the plugin
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack
 
+from gorpc.context import Metadata
 from gorpc.contract import Signature, signature
 from gorpc.kinds import MethodKind
 from gorpc.service import Service
@@ -24,11 +25,26 @@ if TYPE_CHECKING:
     from gorpc.blocking import BlockingClient, BlockingReplyStream
     from gorpc.client import Client
     from gorpc.client_stream import ReplyStream
-    from gorpc.context import Metadata
 
 S = TypeVar("S")
 _Q = TypeVar("_Q")  # the templates' request type
 _R = TypeVar("_R")  # the templates' reply type
+
+
+class BlockingCallOptions(TypedDict, total=False):
+    """The per-call options of `BlockingClient.call` and `stream`, as a stub's methods take them."""
+
+    timeout: float | None
+    metadata: Metadata | None
+    hash_key: str | bytes | int | None
+    idempotent: bool | None
+    options: Mapping[str, Any] | None
+
+
+class CallOptions(BlockingCallOptions, total=False):
+    """The per-call options of `Client.call` and `stream`."""
+
+    propagate: bool | None
 
 
 class Stub(Generic[S]):
@@ -48,56 +64,16 @@ class Stub(Generic[S]):
 
     if TYPE_CHECKING:  # the shapes the mypy plugin gives a stub's methods, by kind
 
-        async def _unary(
-            self,
-            request: _Q,
-            /,
-            *,
-            timeout: float | None = ...,
-            metadata: Metadata | None = None,
-            hash_key: str | bytes | int | None = None,
-            idempotent: bool | None = None,
-            propagate: bool | None = None,
-            options: Mapping[str, Any] | None = None,
-        ) -> _R: ...
+        async def _unary(self, request: _Q, /, **options: Unpack[CallOptions]) -> _R: ...
 
-        def _server_streaming(
-            self,
-            request: _Q,
-            /,
-            *,
-            timeout: float | None = ...,
-            metadata: Metadata | None = None,
-            hash_key: str | bytes | int | None = None,
-            idempotent: bool | None = None,
-            propagate: bool | None = None,
-            options: Mapping[str, Any] | None = None,
-        ) -> ReplyStream[_R]: ...
+        def _server_streaming(self, request: _Q, /, **options: Unpack[CallOptions]) -> ReplyStream[_R]: ...
 
         async def _client_streaming(
-            self,
-            requests: AsyncIterable[_Q] | Iterable[_Q],
-            /,
-            *,
-            timeout: float | None = ...,
-            metadata: Metadata | None = None,
-            hash_key: str | bytes | int | None = None,
-            idempotent: bool | None = None,
-            propagate: bool | None = None,
-            options: Mapping[str, Any] | None = None,
+            self, requests: AsyncIterable[_Q] | Iterable[_Q], /, **options: Unpack[CallOptions]
         ) -> _R: ...
 
         def _bidirectional(
-            self,
-            requests: AsyncIterable[_Q] | Iterable[_Q],
-            /,
-            *,
-            timeout: float | None = ...,
-            metadata: Metadata | None = None,
-            hash_key: str | bytes | int | None = None,
-            idempotent: bool | None = None,
-            propagate: bool | None = None,
-            options: Mapping[str, Any] | None = None,
+            self, requests: AsyncIterable[_Q] | Iterable[_Q], /, **options: Unpack[CallOptions]
         ) -> ReplyStream[_R]: ...
 
 
@@ -116,53 +92,19 @@ class BlockingStub(Generic[S]):
         return f"<gorpc blocking stub of {contract_name(self._contract)}>"
 
     if TYPE_CHECKING:
-
-        def _unary(
-            self,
-            request: _Q,
-            /,
-            *,
-            timeout: float | None = ...,
-            metadata: Metadata | None = None,
-            hash_key: str | bytes | int | None = None,
-            idempotent: bool | None = None,
-            options: Mapping[str, Any] | None = None,
-        ) -> _R: ...  # type: ignore[type-var]  # a template: the plugin fills in _R
+        # mypy asks a function returning _R to take an _R: these are templates, the plugin fills it.
+        def _unary(self, request: _Q, /, **options: Unpack[BlockingCallOptions]) -> _R: ...  # type: ignore[type-var]
 
         def _server_streaming(
-            self,
-            request: _Q,
-            /,
-            *,
-            timeout: float | None = ...,
-            metadata: Metadata | None = None,
-            hash_key: str | bytes | int | None = None,
-            idempotent: bool | None = None,
-            options: Mapping[str, Any] | None = None,
+            self, request: _Q, /, **options: Unpack[BlockingCallOptions]
         ) -> BlockingReplyStream[_R]: ...
 
         def _client_streaming(
-            self,
-            requests: Iterable[_Q],
-            /,
-            *,
-            timeout: float | None = ...,
-            metadata: Metadata | None = None,
-            hash_key: str | bytes | int | None = None,
-            idempotent: bool | None = None,
-            options: Mapping[str, Any] | None = None,
-        ) -> _R: ...  # type: ignore[type-var]  # a template: the plugin fills in _R
+            self, requests: Iterable[_Q], /, **options: Unpack[BlockingCallOptions]
+        ) -> _R: ...  # type: ignore[type-var]
 
         def _bidirectional(
-            self,
-            requests: Iterable[_Q],
-            /,
-            *,
-            timeout: float | None = ...,
-            metadata: Metadata | None = None,
-            hash_key: str | bytes | int | None = None,
-            idempotent: bool | None = None,
-            options: Mapping[str, Any] | None = None,
+            self, requests: Iterable[_Q], /, **options: Unpack[BlockingCallOptions]
         ) -> BlockingReplyStream[_R]: ...
 
 

@@ -73,42 +73,37 @@ def test_consul_example_spreads_calls_and_survives_a_stopping_server():
     assert lines[-1].startswith("nodes now: [") and lines[-1].count(":") == 3  # two nodes left
 
 
-def test_streaming_example_calls_each_kind_of_method():
-    streaming = ROOT / "examples" / "streaming"
-    with server_process([str(streaming / "server.py"), "--address", "127.0.0.1:0"]) as server:
+def run_example(name: str) -> list[str]:
+    """Start examples/NAME/server.py on a free port, run its client against it, and return what the
+    client printed (it must exit 0 with nothing on stderr; the server must stop cleanly)."""
+    example = ROOT / "examples" / name
+    with server_process([str(example / "server.py"), "--address", "127.0.0.1:0"]) as server:
         client = subprocess.run(
-            [sys.executable, str(streaming / "client.py"), "--target", server.address],
+            [sys.executable, str(example / "client.py"), "--target", server.address],
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert (client.returncode, client.stderr) == (0, "")
-        assert client.stdout.splitlines() == [
-            "GetFeature: place-3-4",
-            "ListFeatures: ['place-2-2', 'place-2-3', 'place-2-4', 'place-3-2', 'place-3-3', 'place-3-4']",
-            "RecordRoute: {'points': 3, 'distance': 9.0}",
-            "RouteChat: at 0,0 earlier: first",
-            "RouteChat: at 0,1 earlier: second",
-        ]
         assert server.stop() == 0
+    return client.stdout.splitlines()
+
+
+def test_streaming_example_calls_each_kind_of_method():
+    assert run_example("streaming") == [
+        "GetFeature: place-3-4",
+        "ListFeatures: ['place-2-2', 'place-2-3', 'place-2-4', 'place-3-2', 'place-3-3', 'place-3-4']",
+        "RecordRoute: {'points': 3, 'distance': 9.0}",
+        "RouteChat: at 0,0 earlier: first",
+        "RouteChat: at 0,1 earlier: second",
+    ]
 
 
 def test_typed_example_calls_through_its_stub_and_shows_a_refused_request():
-    typed = ROOT / "examples" / "typed"
-    with server_process([str(typed / "server.py"), "--address", "127.0.0.1:0"]) as server:
-        client = subprocess.run(
-            [sys.executable, str(typed / "client.py"), "--target", server.address],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert (client.returncode, client.stderr) == (0, "")
-        assert client.stdout.splitlines() == [
-            "added task 1",
-            "task 1: write the report (high, due 2026-12-01)",
-            "home: buy milk",
-            "home: file taxes",
-            "refused: request to /todo.Tasks/Get does not match TaskId: "
-            "Expected `int`, got `str` - at `$.id`",
-        ]
-        assert server.stop() == 0
+    assert run_example("typed") == [
+        "added task 1",
+        "task 1: write the report (high, due 2026-12-01)",
+        "home: buy milk",
+        "home: file taxes",
+        "refused: request to /todo.Tasks/Get does not match TaskId: Expected `int`, got `str` - at `$.id`",
+    ]

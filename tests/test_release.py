@@ -40,26 +40,27 @@ async def test_the_readme_client_snippets_run_as_written(name):
     assert "hello world" in result.stdout
 
 
-@pytest.mark.asyncio
-async def test_the_readme_streams_snippet_serves_and_calls_each_kind():
+async def served_snippet(name: str, service: str) -> list[str]:
+    """Run the README snippet `name`: serve its `service` class, call its `use(client)`, and return
+    what it printed."""
     namespace: dict = {}
-    exec(snippet("streams"), namespace)
+    exec(snippet(name), namespace)
     printed: list[str] = []
     namespace["print"] = lambda *args: printed.append(" ".join(map(str, args)))
-    async with loopback(namespace["RouteGuide"]()) as (_, client):
+    async with loopback(namespace[service]()) as (_, client):
         await namespace["use"](client)
+    return printed
+
+
+@pytest.mark.asyncio
+async def test_the_readme_streams_snippet_serves_and_calls_each_kind():
+    printed = await served_snippet("streams", "RouteGuide")
     assert printed == ["{'lat': 1}", "{'lat': 2}", "{'lat': 3}", "['A', 'B'] {'points': 2}"]
 
 
 @pytest.mark.asyncio
 async def test_the_readme_typed_snippet_calls_through_a_stub_and_shows_a_validation_error():
-    namespace: dict = {}
-    exec(snippet("typed"), namespace)
-    printed: list[str] = []
-    namespace["print"] = lambda *args: printed.append(" ".join(map(str, args)))
-    async with loopback(namespace["Greeter"]()) as (_, client):
-        await namespace["use"](client)
-    assert printed == [
+    assert await served_snippet("typed", "Greeter") == [
         "HelloReply(msg='hi hi world')",
         "request to /helloworld.TypedGreeter/SayHello does not match HelloRequest: "
         "Expected `int`, got `str` - at `$.count`",
