@@ -13,17 +13,19 @@ import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, Unpack
 
 from gorpc.client import _UNSET, Client
 from gorpc.client_stream import ReplyStream
 from gorpc.config import ClientConfig
 from gorpc.context import Metadata
 from gorpc.runtime import loop_factory
-from gorpc.stub import BlockingStub
+from gorpc.stub import BlockingCallOptions, StubBase
 
 T = TypeVar("T")
 S = TypeVar("S")
+_Q = TypeVar("_Q")  # the stub templates' request type
+_R = TypeVar("_R")  # and reply type
 
 
 class BlockingClient:
@@ -102,7 +104,7 @@ class BlockingClient:
     def stub(self, contract: type[S]) -> BlockingStub[S]:
         """`contract`'s methods as blocking calls: `Client.stub`'s, each returning the reply (or an
         iterator of replies)."""
-        return BlockingStub(self, contract)
+        return BlockingStub(contract, self.call, self.stream)
 
     def notify(
         self,
@@ -192,6 +194,27 @@ class BlockingReplyStream(Iterator[T], Generic[T]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class BlockingStub(StubBase, Generic[S]):
+    """The RPC methods of the contract class `S`, each a blocking call through a BlockingClient
+    (see `gorpc.stub`: the templates below are the shapes the mypy plugin gives them)."""
+
+    if TYPE_CHECKING:
+        # mypy asks a function returning _R to take an _R: these are templates, the plugin fills it.
+        def _unary(self, request: _Q, /, **options: Unpack[BlockingCallOptions]) -> _R: ...  # type: ignore[type-var]
+
+        def _server_streaming(
+            self, request: _Q, /, **options: Unpack[BlockingCallOptions]
+        ) -> BlockingReplyStream[_R]: ...
+
+        def _client_streaming(
+            self, requests: Iterable[_Q], /, **options: Unpack[BlockingCallOptions]
+        ) -> _R: ...  # type: ignore[type-var]
+
+        def _bidirectional(
+            self, requests: Iterable[_Q], /, **options: Unpack[BlockingCallOptions]
+        ) -> BlockingReplyStream[_R]: ...
 
 
 _DONE = object()

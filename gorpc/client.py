@@ -164,7 +164,7 @@ class Client:
         """
         ctx = self._context(method, timeout, metadata, propagate, False, hash_key, idempotent, options)
         if reply_type is not None:
-            ctx.codec = self._typed_codecs.get(reply_type) or self._typed_codec(reply_type)
+            ctx.reply_type = reply_type
         chain = self._chain
         if requests is not None:
             ctx.mode = StreamMode.REQUESTS
@@ -198,7 +198,7 @@ class Client:
         """
         ctx = self._context(method, timeout, metadata, propagate, False, hash_key, idempotent, options)
         if reply_type is not None:
-            ctx.codec = self._typed_codecs.get(reply_type) or self._typed_codec(reply_type)
+            ctx.reply_type = reply_type
         ctx.mode = StreamMode.REPLIES
         if requests is not None:
             ctx.mode |= StreamMode.REQUESTS
@@ -210,21 +210,27 @@ class Client:
         `await greeter.SayHello(HelloRequest(msg="hi"))` returns a HelloReply. `contract` is the
         Service class itself or an interface class with the same method signatures (`gorpc describe
         --python` writes one). Each method takes `call`'s options; see `gorpc.stub`."""
-        return Stub(self, contract)
+        return Stub(contract, self.call, self.stream, self._call_plainly)
 
     async def _call_plainly(self, method: str, request: Any, reply_type: Any) -> Any:
         """`call(method, request, reply_type=...)` with no other option: a stub's common call,
         without `call`'s keyword arguments to bind (about 2% of a small call)."""
         ctx = self._context(method, _UNSET, None, None, False, None, None, None)
-        ctx.codec = self._typed_codecs.get(reply_type) or self._typed_codec(reply_type)
+        ctx.reply_type = reply_type
         parent = ctx.parent
         if parent is None:
             return await self._chain(ctx, request)
         return await self._call_under(parent, ctx, request, self._chain)
 
-    def _typed_codec(self, reply_type: Any) -> Codec:
-        """The client's codec, decoding replies into `reply_type` (made once per type)."""
-        codec = self._typed_codecs[reply_type] = TypedCodec(self._codec, reply_type, None)
+    def _codec_for(self, ctx: CallContext) -> Codec:
+        """The codec of a call: the client's, decoding replies into the call's `reply_type` if it
+        has one (made once per type)."""
+        reply_type = ctx.reply_type
+        if reply_type is None:
+            return self._codec
+        codec = self._typed_codecs.get(reply_type)
+        if codec is None:
+            codec = self._typed_codecs[reply_type] = TypedCodec(self._codec, reply_type, None)
         return codec
 
     async def notify(
@@ -310,7 +316,7 @@ class Client:
 
     async def _invoke_direct(self, ctx: CallContext, request: Any) -> Any:
         """The end of the interceptor chain for a client of one address."""
-        codec = ctx.codec or self._codec
+        codec = self._codec if ctx.reply_type is None else self._codec_for(ctx)
         flags, body = self._encode(request, codec)
         assert self._direct is not None
         # The common case, an open connection, costs no extra coroutine.
@@ -329,7 +335,7 @@ class Client:
     async def _invoke_resolved(self, ctx: CallContext, request: Any) -> Any:
         """The end of the chain for a resolved service: pick a node, call it, and on failure try
         others as the fail mode allows."""
-        codec = ctx.codec or self._codec
+        codec = self._codec if ctx.reply_type is None else self._codec_for(ctx)
         flags, body = self._encode(request, codec)
         selector = self._selector or self._make_selector()
         service = self.config.target or ctx.service
@@ -373,7 +379,7 @@ class Client:
         before it started there, as the fail mode allows), then send the requests. Returns the
         replies (an async iterator), or for a client-streaming call its one reply."""
         streams_requests = bool(ctx.mode & StreamMode.REQUESTS)
-        flags, body = (0, b"") if streams_requests else self._encode(request, ctx.codec or self._codec)
+        flags, body = (0, b"") if streams_requests else self._encode(request, self._codec_for(ctx))
         call = await self._start_stream(ctx, flags, body)
         ctx.closer = call.close
         if streams_requests:
@@ -438,8 +444,8 @@ class Client:
 
     def _stream_call(self, conn: ClientConnection, ctx: CallContext, on_close: Any) -> StreamCall:
         codec, encode = self._codec, self._encode_message
-        if ctx.codec is not None:  # a stub's typed call
-            codec = ctx.codec
+        if ctx.reply_type is not None:  # a typed call
+            codec = self._codec if ctx.reply_type is None else self._codec_for(ctx)
             encode = functools.partial(self._encode, codec=codec)
         return StreamCall(
             conn,
@@ -481,7 +487,7 @@ class Client:
             pack_request_head(ctx.method, ctx.metadata, None),
             body,
             flags=flags,
-            codec=(ctx.codec or self._codec).id,
+            codec=self._codec.id,
         )
         await conn.drain()
 

@@ -10,12 +10,9 @@ from __future__ import annotations
 import contextvars
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gorpc.kinds import StreamMode
-
-if TYPE_CHECKING:
-    from gorpc.types import Codec
 
 Metadata = dict[str, Any]
 _UNARY = StreamMode.UNARY  # a module global: an enum member's lookup costs more, on every call
@@ -31,7 +28,6 @@ class CallContext:
     __slots__ = (
         "_dependents",
         "closer",
-        "codec",
         "deadline",
         "metadata",
         "method",
@@ -40,6 +36,7 @@ class CallContext:
         "options",
         "parent",
         "peer",
+        "reply_type",
         "response_metadata",
     )
 
@@ -60,9 +57,9 @@ class CallContext:
         # How the call carries its messages: for a stream, the request an interceptor sees is an
         # async iterator of requests (REQUESTS) and what `next` returns is one of replies (REPLIES).
         self.mode = _UNARY
-        # The codec a client stub's call is encoded and decoded with (typed by the method's
-        # contract); None: the client's own.
-        self.codec: Codec | None = None
+        # Client side: the type the reply is decoded into (a stub's, or `call(reply_type=)`);
+        # None: plain data.
+        self.reply_type: Any = None
         # Per-call options for plugins (a balancer's hash key, for one); never sent on the wire.
         self.options: dict[str, Any] = {}
         # Client side: the incoming call this one was made under (its deadline and cancellation

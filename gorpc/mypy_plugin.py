@@ -28,7 +28,7 @@ from mypy.types import (
     get_proper_type,
 )
 
-STUBS = ("gorpc.stub.Stub", "gorpc.stub.BlockingStub")
+STUB_BASE = "gorpc.stub.StubBase"  # defines the __getattr__ (Stub and BlockingStub the templates)
 _REQUEST_STREAMS = {"typing.AsyncIterator", "typing.AsyncIterable"}
 _REPLY_STREAMS = _REQUEST_STREAMS | {
     "typing.AsyncGenerator",
@@ -40,9 +40,10 @@ _REPLY_STREAMS = _REQUEST_STREAMS | {
 
 class GorpcPlugin(Plugin):
     def get_attribute_hook(self, fullname: str) -> Callable[[AttributeContext], Type] | None:
-        # A stub's RPC methods are found through its __getattr__: mypy names them after the class.
+        # A stub's RPC methods are found through its __getattr__, which mypy names after the class
+        # that defines it (StubBase), so the stub's own type comes from the context.
         stub, _, attr = fullname.rpartition(".")
-        if stub in STUBS and not attr.startswith("_"):
+        if stub == STUB_BASE and not attr.startswith("_"):
             return lambda ctx: _stub_method(ctx, attr)
         return None
 

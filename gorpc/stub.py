@@ -7,8 +7,9 @@ Each method is `client.call` or `client.stream` with the method's path and reply
 chosen by the method's kind, and takes their per-call options. With the mypy plugin
 (`plugins = gorpc.mypy_plugin`) mypy types every stub method from the contract's signature: the
 request parameter, the reply (an awaitable, or a typed stream), and the options; it shapes them
-after the `_unary`, `_server_streaming`, ... templates below. Without the plugin the methods are
-`Any`. No code generation either way: the contract is ordinary Python the two sides share.
+after the `_unary`, `_server_streaming`, ... templates below (and in `gorpc.blocking.BlockingStub`).
+Without the plugin the methods are `Any`. No code generation either way: the contract is ordinary
+Python the two sides share.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from gorpc.kinds import MethodKind
 from gorpc.service import Service
 
 if TYPE_CHECKING:
-    from gorpc.blocking import BlockingClient, BlockingReplyStream
-    from gorpc.client import Client
     from gorpc.client_stream import ReplyStream
 
 S = TypeVar("S")
@@ -32,7 +31,8 @@ _R = TypeVar("_R")  # the templates' reply type
 
 
 class BlockingCallOptions(TypedDict, total=False):
-    """The per-call options of `BlockingClient.call` and `stream`, as a stub's methods take them."""
+    """The per-call options of `BlockingClient.call` and `stream`, as a stub's methods take them
+    (`gorpc.blocking.BlockingStub`)."""
 
     timeout: float | None
     metadata: Metadata | None
@@ -47,20 +47,32 @@ class CallOptions(BlockingCallOptions, total=False):
     propagate: bool | None
 
 
-class Stub(Generic[S]):
-    """The RPC methods of the contract class `S`, each calling the server through an async client."""
+class StubBase:
+    """A contract's RPC methods as attributes, each `call` or `stream` (the client's) with the
+    method's path and reply type filled in; `plain(path, request, reply_type)` is the client's call
+    without options, which a typed unary method called without any uses."""
 
-    def __init__(self, client: Client, contract: type[S]) -> None:
+    def __init__(
+        self,
+        contract: type,
+        call: Callable[..., Any],
+        stream: Callable[..., Any],
+        plain: Callable[[str, Any, Any], Any] | None = None,
+    ) -> None:
         self._contract = contract
         for name, path, sig in contract_methods(contract):
-            setattr(self, name, _bind(client.call, client.stream, path, sig, client._call_plainly))
+            setattr(self, name, _bind(call, stream, path, sig, plain))
 
     def __getattr__(self, name: str) -> Any:
         # Only for names that are not RPC methods (those are set as attributes in __init__).
         raise AttributeError(f"{self._contract.__qualname__} has no RPC method {name!r}")
 
     def __repr__(self) -> str:
-        return f"<gorpc stub of {contract_name(self._contract)}>"
+        return f"<gorpc {type(self).__name__} of {contract_name(self._contract)}>"
+
+
+class Stub(StubBase, Generic[S]):
+    """The RPC methods of the contract class `S`, each calling the server through an async client."""
 
     if TYPE_CHECKING:  # the shapes the mypy plugin gives a stub's methods, by kind
 
@@ -75,37 +87,6 @@ class Stub(Generic[S]):
         def _bidirectional(
             self, requests: AsyncIterable[_Q] | Iterable[_Q], /, **options: Unpack[CallOptions]
         ) -> ReplyStream[_R]: ...
-
-
-class BlockingStub(Generic[S]):
-    """The RPC methods of the contract class `S`, each a blocking call through a BlockingClient."""
-
-    def __init__(self, client: BlockingClient, contract: type[S]) -> None:
-        self._contract = contract
-        for name, path, sig in contract_methods(contract):
-            setattr(self, name, _bind(client.call, client.stream, path, sig))
-
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(f"{self._contract.__qualname__} has no RPC method {name!r}")
-
-    def __repr__(self) -> str:
-        return f"<gorpc blocking stub of {contract_name(self._contract)}>"
-
-    if TYPE_CHECKING:
-        # mypy asks a function returning _R to take an _R: these are templates, the plugin fills it.
-        def _unary(self, request: _Q, /, **options: Unpack[BlockingCallOptions]) -> _R: ...  # type: ignore[type-var]
-
-        def _server_streaming(
-            self, request: _Q, /, **options: Unpack[BlockingCallOptions]
-        ) -> BlockingReplyStream[_R]: ...
-
-        def _client_streaming(
-            self, requests: Iterable[_Q], /, **options: Unpack[BlockingCallOptions]
-        ) -> _R: ...  # type: ignore[type-var]
-
-        def _bidirectional(
-            self, requests: Iterable[_Q], /, **options: Unpack[BlockingCallOptions]
-        ) -> BlockingReplyStream[_R]: ...
 
 
 def contract_name(contract: type) -> str:
