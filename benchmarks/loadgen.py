@@ -1,7 +1,8 @@
 """One measurement, in its own process: closed-loop load on one server, every reply checked.
 
     python benchmarks/loadgen.py KIND TARGET --calls N --concurrency C [--payload BYTES]
-                                 [--clients K] [--tracer mock] [--consul HTTP_ADDR]
+                                 [--clients K] [--tracer mock] [--consul HTTP_ADDR] [--typed]
+    python benchmarks/loadgen.py gorpc TARGET --blocks B ...   # typed and untyped, interleaved
 
 C calls stay in flight (spread over K clients, each with its own connection) until N calls have
 been answered, after a warm-up. Prints one JSON object: calls/s, latency percentiles (ms) and the
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import json
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -143,7 +145,38 @@ async def ceiling_clients(target: str, clients: int) -> tuple[list[Call], Any]:
     return [caller(c) for c in opened], close
 
 
+async def typed_against_untyped(args: argparse.Namespace) -> dict[str, Any]:
+    """The typed method through a stub and the untyped one with plain data, on one client and
+    connection, in alternating blocks of calls: the two see the same machine, minute by minute.
+    Per variant: calls/s over all its blocks, and the median of the blocks' percentiles."""
+    untyped, close = await gorpc_clients(args.target, 1, args.tracer, None)
+    typed, close_typed = await gorpc_clients(args.target, 1, args.tracer, None, typed=True)
+    blocks: dict[str, list[dict[str, Any]]] = {"untyped": [], "typed": []}
+    try:
+        for block in range(args.blocks):
+            order = [("untyped", untyped), ("typed", typed)]
+            for name, calls in order if block % 2 == 0 else reversed(order):
+                share = args.calls // args.blocks
+                blocks[name].append(await closed_loop(calls, share, args.concurrency, args.payload))
+    finally:
+        await close()
+        await close_typed()
+    return {name: _combined(results) for name, results in blocks.items()}
+
+
+def _combined(results: list[dict[str, Any]]) -> dict[str, Any]:
+    calls = sum(r["calls"] for r in results)
+    elapsed = sum(r["elapsed_s"] for r in results)
+    combined: dict[str, Any] = {"calls": calls, "calls_per_s": calls / elapsed, "elapsed_s": elapsed}
+    for key in [f"p{p:g}_ms" for p in PERCENTILES]:
+        combined[key] = statistics.median(r[key] for r in results)
+    combined["client_cpu_s"] = sum(r["client_cpu_s"] for r in results)
+    return combined
+
+
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    if args.blocks:
+        return await typed_against_untyped(args)
     if args.kind == "gorpc":
         calls, close = await gorpc_clients(args.target, args.clients, args.tracer, args.consul, args.typed)
     elif args.kind == "grpc":
@@ -168,6 +201,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1, help="clients (connections) sharing the load")
     parser.add_argument("--tracer", default="noop", help="gorpc only: noop or mock")
     parser.add_argument("--typed", action="store_true", help="gorpc only: the typed method, through a stub")
+    parser.add_argument(
+        "--blocks", type=int, default=0,
+        help="gorpc only: the typed and the untyped method in this many alternating blocks each",
+    )  # fmt: skip
     parser.add_argument("--consul", default=None, help="gorpc only: resolve TARGET through this agent")
     args = parser.parse_args()
     # grpc.aio runs on asyncio's own loop; the others on uvloop, as their servers do.
