@@ -128,6 +128,7 @@ class ServerConfig(_CommonConfig):
     # Per connection; a stream opened beyond this is refused (UNAVAILABLE, unprocessed: retry elsewhere).
     max_concurrent_streams: int = 1024
     reflection: bool = True  # serve gorpc.Reflection, which `gorpc describe` asks what this server offers
+    health: bool = True  # serve gorpc.Health, which `gorpc health` (a probe) asks
     # Check each reply of a method with a declared reply type against it (a mismatch is an
     # InternalError, logged). It decodes what was encoded: about 2% of a small call.
     check_replies: bool = True

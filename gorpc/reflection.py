@@ -39,7 +39,9 @@ class Reflection(Service):
         return [self._describe(service)]
 
     def _hosted(self) -> list[str]:
-        return [name for name in sorted(self._table.services) if name != NAME]
+        # Every server's built-in services (this one, gorpc.Health) are left out of the list;
+        # Describe still answers for them by name.
+        return [name for name in sorted(self._table.services) if not name.startswith("gorpc.")]
 
     def _describe(self, name: str) -> dict[str, Any]:
         cls = type(self._table.services[name])

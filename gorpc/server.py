@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Self
 
-from gorpc import memory, reflection
+from gorpc import memory, reflection, serving
 from gorpc.address import MemoryAddress, TcpAddress, UnixAddress, parse_address
 from gorpc.config import ConfigSource, ServerConfig
 from gorpc.dispatch import Dispatcher
@@ -28,6 +28,7 @@ from gorpc.types import Interceptor, ServiceInstance, TracingPlugin
 logger = logging.getLogger("gorpc.server")
 
 CLOSE_TIMEOUT = 5.0  # seconds a closing connection gets to flush before it is aborted
+BUILT_IN = frozenset({reflection.NAME, serving.NAME})  # every server's own: never registered
 
 
 class Server:
@@ -67,6 +68,8 @@ class Server:
         self._stopped = asyncio.Event()
         self._stopping = False
         self.address = self.config.address  # the bound address once started (port 0 resolved)
+        # What gorpc.Health answers; `server.health.set(service, status)` changes it.
+        self.health = serving.HealthStatuses()
 
     @property
     def tracing(self) -> TracingPlugin:
@@ -88,7 +91,7 @@ class Server:
     @property
     def services(self) -> list[str]:
         """The names of the hosted services (the built-in reflection service left out)."""
-        return sorted(name for name in self._table.services if name != reflection.NAME)
+        return sorted(name for name in self._table.services if name not in BUILT_IN)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -99,6 +102,11 @@ class Server:
         cfg = self.config
         if cfg.reflection and reflection.NAME not in self._table.services:
             self._table.add(reflection.Reflection(self._table))
+        if cfg.health and serving.NAME not in self._table.services:
+            self._table.add(serving.Health(self.health))
+        for name in self.services:
+            if self.health.get(name) is serving.ServingStatus.UNKNOWN:  # the application's own stays
+                self.health.set(name, serving.ServingStatus.SERVING)
         self._executor = ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="gorpc-handler")
         interceptors = self._interceptors
         tracer = self.tracing.tracer(self.services[0] if self.services else "gorpc-server")
@@ -190,6 +198,9 @@ class Server:
             return  # never started
         self._stopping = True
         grace = self.config.grace if grace is None else grace
+        # Probes and watchers learn first; then a watch ends, so it holds up no graceful stop.
+        self.health.set_all(serving.ServingStatus.NOT_SERVING)
+        self.health.close()
         await self._deregister()
         self._listener.close()
         for conn in list(self._connections):

@@ -66,7 +66,10 @@ async def test_unknown_method_and_service(client):
         await client.call("/helloworld.Greeter/Nope", None)
     with pytest.raises(
         MethodNotFound,
-        match=r"unknown service 'x.Y'; this server hosts \['gorpc.Reflection', 'helloworld.Greeter'\]",
+        match=(
+            r"unknown service 'x.Y'; this server hosts "
+            r"\['gorpc.Health', 'gorpc.Reflection', 'helloworld.Greeter'\]"
+        ),
     ):
         await client.call("/x.Y/Z", None)
 

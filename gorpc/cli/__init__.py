@@ -1,8 +1,10 @@
-"""The `gorpc` command: call, list, describe and serve, for poking at services without writing a client.
+"""The `gorpc` command: call, list, describe, health and serve, for poking at services without writing
+a client.
 
 gorpc call 127.0.0.1:8000 /helloworld.Greeter/SayHello '{"msg": "hi"}'
 gorpc list --consul 127.0.0.1:8500
 gorpc describe 127.0.0.1:8000
+gorpc health 127.0.0.1:8000
 gorpc serve mypkg.greeter:Greeter --address 127.0.0.1:8000
 """
 
@@ -13,17 +15,17 @@ import sys
 from collections.abc import Sequence
 
 from gorpc import __version__
-from gorpc.cli import call, describe, listing, serve
+from gorpc.cli import call, describe, health, listing, serve
 from gorpc.cli.exits import EXIT_CODES_HELP, ExitCode, report
 
-COMMANDS = (call, listing, describe, serve)
+COMMANDS = (call, listing, describe, health, serve)
 
 
 def parser() -> argparse.ArgumentParser:
     """The whole command line: one subcommand per module in COMMANDS."""
     top = argparse.ArgumentParser(
         prog="gorpc",
-        description="Call, list, describe and serve gorpc services.",
+        description="Call, list, describe, health-check and serve gorpc services.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -15,6 +15,7 @@ class ExitCode(enum.IntEnum):
     REMOTE_ERROR = 3  # a server answered with an error: the handler raised, no such method, refused...
     UNAVAILABLE = 4  # no server answered: cannot connect, no nodes, registry unreachable
     DEADLINE_EXCEEDED = 5  # --timeout passed
+    NOT_SERVING = 6  # gorpc health: the server answered, and it is not serving
 
 
 EXIT_CODES_HELP = """exit codes:
@@ -23,7 +24,8 @@ EXIT_CODES_HELP = """exit codes:
   2  usage error
   3  the server answered with an error (RemoteError, MethodNotFound, InvalidRequest, ...)
   4  unavailable: no server could be reached (connection refused, no nodes, registry down)
-  5  deadline exceeded (--timeout)"""
+  5  deadline exceeded (--timeout)
+  6  gorpc health: the server (or service) is not serving"""
 
 
 def exit_code(error: BaseException) -> ExitCode:
