@@ -23,7 +23,7 @@ from gorpc.runtime import loop_factory
 from gorpc.server_connection import ServerConnection
 from gorpc.service import MethodTable, Service
 from gorpc.tracing import server_interceptor
-from gorpc.types import Interceptor, ServiceInstance, TracingPlugin
+from gorpc.types import HealthReporting, Interceptor, ServiceInstance, TracingPlugin
 
 logger = logging.getLogger("gorpc.server")
 
@@ -68,8 +68,11 @@ class Server:
         self._stopped = asyncio.Event()
         self._stopping = False
         self.address = self.config.address  # the bound address once started (port 0 resolved)
-        # What gorpc.Health answers; `server.health.set(service, status)` changes it.
+        # What gorpc.Health answers; `server.health.set(service, status)` changes it, and a
+        # registry that follows health (HealthReporting) takes the instance out of discovery.
         self.health = serving.HealthStatuses()
+        self.health.add_listener(self._health_changed)
+        self._reports: set[asyncio.Task[None]] = set()
 
     @property
     def tracing(self) -> TracingPlugin:
@@ -188,6 +191,30 @@ class Server:
             except Exception as exc:
                 raise Unavailable(f"cannot register {name} at {advertised} with the resolver: {exc}") from exc
             self._registered.append(instance)
+            if self.health.get(name) is not serving.ServingStatus.SERVING and isinstance(
+                self._registry, HealthReporting
+            ):
+                await self._report(instance)  # set before start: not in rotation until SERVING
+
+    def _health_changed(self, service: str, status: serving.ServingStatus) -> None:
+        if self._stopping or not isinstance(self._registry, HealthReporting):
+            return  # a stop deregisters everything anyway
+        for instance in self._registered:
+            if service in (serving.WHOLE_SERVER, instance.service):
+                report = asyncio.get_running_loop().create_task(self._report(instance))
+                self._reports.add(report)
+                report.add_done_callback(self._reports.discard)
+
+    async def _report(self, instance: ServiceInstance) -> None:
+        assert isinstance(self._registry, HealthReporting)
+        up = serving.ServingStatus.SERVING
+        is_serving = self.health.get() is up and self.health.get(instance.service) is up
+        try:
+            await self._registry.set_serving(instance, is_serving)
+        except Exception:
+            logger.exception(
+                "could not report %s at %s as serving=%s", instance.service, instance.address, is_serving
+            )
 
     async def stop(self, grace: float | None = None) -> None:
         """Deregister, stop accepting, let in-flight calls finish within `grace` seconds, then close."""

@@ -81,6 +81,14 @@ class Registry(Protocol):
 
 
 @runtime_checkable
+class HealthReporting(Protocol):
+    """A registry that also follows the server's health (optional): `set_serving(instance, False)`
+    takes the instance out of discovery while it stays registered; True brings it back."""
+
+    async def set_serving(self, instance: ServiceInstance, serving: bool) -> None: ...
+
+
+@runtime_checkable
 class Resolver(Protocol):
     """Service discovery, client side: a service name to nodes, watched for changes."""
 

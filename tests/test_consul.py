@@ -456,3 +456,29 @@ async def test_a_stream_fails_over_before_its_first_reply_and_never_after_it(age
                     pass
     finally:
         await stop_all(busy, free)
+
+
+@consul
+@pytest.mark.asyncio
+async def test_a_not_serving_status_takes_the_instance_out_of_discovery_within_a_second(agent, prefix):
+    from gorpc.serving import ServingStatus
+
+    servers = [await start_where(name, agent.http_address, prefix=prefix) for name in ("a", "b")]
+    a = servers[0]
+    serving_check = f"service:gorpc:{SERVICE}:{a.address}:serving"
+    try:
+        async with client_for(agent, prefix) as client:
+            assert await client.call(CALL) in ("a", "b")
+            await eventually(lambda: len(client.known_nodes(SERVICE)) == 2, timeout=5)
+            a.health.set(SERVICE, ServingStatus.NOT_SERVING)
+            took = await eventually(lambda: len(client.known_nodes(SERVICE)) == 1, timeout=5)
+            assert took < 1.0, f"still routable {took:.2f}s after NOT_SERVING"
+            assert {await client.call(CALL) for _ in range(10)} == {"b"}
+            # Consul's own health view follows too: the serving check of that instance is critical.
+            assert agent.get("/agent/checks")[serving_check]["Status"] == "critical"
+            a.health.set(SERVICE, "SERVING")
+            took = await eventually(lambda: len(client.known_nodes(SERVICE)) == 2, timeout=5)
+            assert took < 1.0, f"not routable {took:.2f}s after SERVING"
+            assert agent.get("/agent/checks")[serving_check]["Status"] == "passing"
+    finally:
+        await stop_all(*servers)

@@ -1,6 +1,7 @@
 """Server side: this process's instances in Consul, each address held by a session tied to its health.
 
-For each instance: an agent service with a TCP check (for Consul's catalog, health API and DNS),
+For each instance: an agent service with a TCP check (for Consul's catalog, health API and DNS)
+and a TTL check that follows the server's gorpc.Health status for the service (`set_serving`),
 and a KV pair `<prefix>/<service>/<host:port>` acquired with the session of its address. A session
 has behavior `delete` and is bound to the agent's TCP check of that address, so when a server dies
 without deregistering, Consul deletes its keys once the check fails (about `check_interval`), and
@@ -32,6 +33,7 @@ class _Address:
     """The instances served at one address, and the session that holds their keys."""
 
     instances: dict[str, ServiceInstance] = field(default_factory=dict)  # by service name
+    not_serving: set[str] = field(default_factory=set)  # services whose health is NOT_SERVING
     session: str | None = None
     check: str | None = None  # the agent check the session is bound to (None: Unix socket)
 
@@ -80,6 +82,32 @@ class Registry:
                 await self._http.request("PUT", f"/agent/service/deregister/{service_id}", allow=(404,))
         if not self._addresses:
             await self._stop_renewing()
+
+    async def set_serving(self, instance: ServiceInstance, serving: bool) -> None:
+        """Follow the server's health status: the instance's TTL check passes or fails (Consul's
+        health API and DNS follow it), and its key is deleted or written back, so clients watching
+        the prefix drop or add it at once."""
+        async with self._lock:
+            group = self._addresses.get(instance.address)
+            if group is None or instance.service not in group.instances:
+                return
+            if serving:
+                group.not_serving.discard(instance.service)
+            else:
+                group.not_serving.add(instance.service)
+            await self._report(instance, serving)
+            key = instance_key(self._options.prefix, instance.service, instance.address)
+            if not serving:
+                await self._http.request("DELETE", f"/kv/{key}")
+            elif group.session is not None:
+                await self._write_key(instance, group.session)
+
+    async def _report(self, instance: ServiceInstance, serving: bool) -> None:
+        if tcp_address(instance.address) is not None:
+            check = _serving_check_id(instance)
+            await self._http.request(
+                "PUT", f"/agent/check/{'pass' if serving else 'fail'}/{check}", allow=(404,)
+            )
 
     async def close(self) -> None:
         """Stop renewing and destroy every session (their keys go with them)."""
@@ -131,6 +159,8 @@ class Registry:
         missing (its check is failing), so the renewer comes back sooner."""
         missing = False
         for address, group in self._addresses.items():
+            for instance in group.instances.values():  # the serving check's TTL, kept alive
+                await self._report(instance, instance.service not in group.not_serving)
             if group.session is not None:
                 response = await self._http.request("PUT", f"/session/renew/{group.session}", allow=(404,))
                 if response.status != 404:
@@ -155,7 +185,8 @@ class Registry:
                 raise
             return False  # unhealthy: keep out of rotation until the check passes again
         for instance in group.instances.values():
-            await self._write_key(instance, group.session)
+            if instance.service not in group.not_serving:
+                await self._write_key(instance, group.session)
         return True
 
     # -- one instance -----------------------------------------------------------------------------
@@ -193,14 +224,26 @@ class Registry:
             "Port": address.port,
             "Tags": [t.strip() for t in metadata.get("tags", "").split(",") if t.strip()],
             "Meta": {**metadata, "gorpc_service": instance.service, "gorpc_prefix": self._options.prefix},
-            "Check": {
-                "TCP": str(address),
-                "Interval": f"{self._options.check_interval:g}s",
-                "Timeout": f"{self._options.check_interval:g}s",
-                "DeregisterCriticalServiceAfter": f"{self._options.deregister_critical_after:g}s",
-                # The server listens before it registers: start passing, so a session can bind to it.
-                "Status": "passing",
-            },
+            "Checks": [
+                {
+                    "CheckID": _check_id(instance),
+                    "Name": "gorpc: the server accepts connections",
+                    "TCP": str(address),
+                    "Interval": f"{self._options.check_interval:g}s",
+                    "Timeout": f"{self._options.check_interval:g}s",
+                    "DeregisterCriticalServiceAfter": f"{self._options.deregister_critical_after:g}s",
+                    # The server listens before it registers: start passing, so a session can bind.
+                    "Status": "passing",
+                },
+                {
+                    # The server's gorpc.Health status for this service, reported by the server
+                    # (set_serving) and refreshed by the renewer; a hung process lets it lapse.
+                    "CheckID": _serving_check_id(instance),
+                    "Name": "gorpc: the service is serving (gorpc.Health)",
+                    "TTL": f"{self._options.session_ttl:g}s",
+                    "Status": "passing",
+                },
+            ],
         }
         weight = metadata.get("weight")
         if weight is not None and weight.isdigit() and int(weight) > 0:
@@ -213,6 +256,10 @@ def _check_id(instance: ServiceInstance) -> str | None:
     if tcp_address(instance.address) is None:
         return None
     return f"service:{agent_service_id(instance.service, instance.address)}"
+
+
+def _serving_check_id(instance: ServiceInstance) -> str:
+    return f"service:{agent_service_id(instance.service, instance.address)}:serving"
 
 
 def _names(group: _Address) -> str:

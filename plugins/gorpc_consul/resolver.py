@@ -61,6 +61,9 @@ class ConsulResolver:
     async def deregister(self, instance: ServiceInstance) -> None:
         await self._registry.remove(instance)
 
+    async def set_serving(self, instance: ServiceInstance, serving: bool) -> None:
+        await self._registry.set_serving(instance, serving)
+
     # -- client side ------------------------------------------------------------------------------
 
     async def resolve(self, service: str) -> Sequence[Node]:
