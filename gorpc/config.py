@@ -129,6 +129,7 @@ class ServerConfig(_CommonConfig):
     max_concurrent_streams: int = 1024
     reflection: bool = True  # serve gorpc.Reflection, which `gorpc describe` asks what this server offers
     health: bool = True  # serve gorpc.Health, which `gorpc health` (a probe) asks
+    access_log: bool = False  # one INFO line per call on the `gorpc.access` logger
     # Check each reply of a method with a declared reply type against it (a mismatch is an
     # InternalError, logged). It decodes what was encoded: about 2% of a small call.
     check_replies: bool = True

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import msgspec
 
+from gorpc.access_log import AccessLogged
 from gorpc.context import CallContext, enter_call
 from gorpc.contract import Contract, mismatch
 from gorpc.deadline import within
@@ -58,6 +59,7 @@ class Dispatcher:
         compress: bool,
         compression_threshold: int,
         check_replies: bool = True,
+        access_log: bool = False,
     ) -> None:
         self._table = table
         self._codecs = codecs
@@ -66,10 +68,13 @@ class Dispatcher:
         self._compress = compress
         self._threshold = compression_threshold
         self._check_replies = check_replies
+        self._access_log = access_log
         self._chain = build_chain(interceptors, self._call_handler)
 
     async def run(self, frame: Frame, host: CallHost) -> None:
         """Run the request in `frame` and answer it through `host` (a one-way call gets no answer)."""
+        if self._access_log:
+            host = AccessLogged(host, frame)
         rid = frame.request_id
         oneway = frame.type == ONEWAY
         path = "?"
@@ -112,6 +117,8 @@ class Dispatcher:
     async def run_stream(self, frame: Frame, stream: Stream, host: CallHost) -> None:
         """Run a stream call: as `run`, with the requests, the replies or both going through `stream`.
         The deadline covers the whole stream; the final RESPONSE carries the status."""
+        if self._access_log:
+            host = AccessLogged(host, frame)
         rid = frame.request_id
         path = "?"
         ctx: CallContext | None = None

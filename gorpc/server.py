@@ -124,6 +124,7 @@ class Server:
             compress=cfg.compression == "zlib",
             compression_threshold=cfg.compression_threshold,
             check_replies=cfg.check_replies,
+            access_log=cfg.access_log,
         )
         self._listener = await self._listen()
         self.address = self._bound_address()
