@@ -159,16 +159,20 @@ class Registry:
         missing (its check is failing), so the renewer comes back sooner."""
         missing = False
         for address, group in self._addresses.items():
+            missing |= not await self._renew(address, group)
             for instance in group.instances.values():  # the serving check's TTL, kept alive
                 await self._report(instance, instance.service not in group.not_serving)
-            if group.session is not None:
-                response = await self._http.request("PUT", f"/session/renew/{group.session}", allow=(404,))
-                if response.status != 404:
-                    continue
-                logger.warning("consul session for %s is gone; registering %s again", address, _names(group))
-                group.session = None
-            missing |= not await self._restore(group)
         return missing
+
+    async def _renew(self, address: str, group: _Address) -> bool:
+        """Renew the group's session, or make a new one; False while its check is failing."""
+        if group.session is not None:
+            response = await self._http.request("PUT", f"/session/renew/{group.session}", allow=(404,))
+            if response.status != 404:
+                return True
+            logger.warning("consul session for %s is gone; registering %s again", address, _names(group))
+            group.session = None
+        return await self._restore(group)
 
     async def _restore(self, group: _Address) -> bool:
         """Register the group's instances again under a new session, once its check passes."""
