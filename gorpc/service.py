@@ -88,13 +88,19 @@ def service_methods(service: Service) -> Iterator[Method]:
     name = type(service).name
     if not name or "/" in name:
         raise ConfigError(f"service name {name!r} must be non-empty and contain no '/'")
-    base_names = set(dir(Service))
-    for attr in sorted(dir(type(service))):
-        if attr.startswith("_") or attr in base_names:
-            continue
-        func = getattr(service, attr)
-        if callable(func):
-            yield _method(f"/{name}/{attr}", func)
+    for attr in public_methods(type(service)):
+        yield _method(f"/{name}/{attr}", getattr(service, attr))
+
+
+def public_methods(cls: type) -> list[str]:
+    """The names of `cls`'s RPC methods, in name order: its public callables, less those of
+    Service itself (or, for an interface class that is no Service, of object, and its `name`)."""
+    skipped = set(dir(Service)) if issubclass(cls, Service) else set(dir(object)) | {"name"}
+    return [
+        attr
+        for attr in sorted(dir(cls))
+        if not attr.startswith("_") and attr not in skipped and callable(getattr(cls, attr))
+    ]
 
 
 def _method(path: str, func: Callable[..., Any]) -> Method:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack
 from gorpc.context import Metadata
 from gorpc.contract import Signature, signature
 from gorpc.kinds import MethodKind
-from gorpc.service import Service
+from gorpc.service import public_methods
 
 if TYPE_CHECKING:
     from gorpc.client_stream import ReplyStream
@@ -100,12 +100,10 @@ def contract_methods(contract: type) -> Iterator[tuple[str, str, Signature]]:
     if not isinstance(contract, type):
         raise TypeError(f"a stub's contract is a class (the Service or an interface), not {contract!r}")
     service = contract_name(contract)
-    skipped = set(dir(Service)) if issubclass(contract, Service) else set(dir(object)) | {"name"}
-    for attr in sorted(dir(contract)):
+    for attr in public_methods(contract):
         func = getattr(contract, attr)
-        if attr.startswith("_") or attr in skipped or not callable(func) or isinstance(func, type):
-            continue
-        yield attr, f"/{service}/{attr}", signature(func, by_annotation=True)
+        if not isinstance(func, type):  # a nested class is no method of an interface
+            yield attr, f"/{service}/{attr}", signature(func, by_annotation=True)
 
 
 def _bind(
