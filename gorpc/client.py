@@ -78,9 +78,9 @@ class Client:
         cfg = self.config
         self._codec: Codec = make_codec(cfg.codec)
         self._tracing = make_tracing(cfg)
-        tracer = self.tracing.tracer("gorpc-client")  # plugins take a `service_name` option to override
-        if tracer is not None:  # outermost, so the span covers the other interceptors and retries
-            interceptors = [client_interceptor(tracer), *interceptors]
+        tracing = client_interceptor(self.tracing)
+        if tracing is not None:  # outermost, so the span covers the other interceptors and retries
+            interceptors = [tracing, *interceptors]
         self.interceptors: tuple[Interceptor, ...] = tuple(interceptors)
         self._limit = cfg.max_message_size
         self._compress = cfg.compression == "zlib"

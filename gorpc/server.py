@@ -112,9 +112,9 @@ class Server:
                 self.health.set(name, serving.ServingStatus.SERVING)
         self._executor = ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="gorpc-handler")
         interceptors = self._interceptors
-        tracer = self.tracing.tracer(self.services[0] if self.services else "gorpc-server")
-        if tracer is not None:  # outermost: the span covers the other interceptors too
-            interceptors = [server_interceptor(tracer), *interceptors]
+        tracing = server_interceptor(self.tracing, self.services, lambda: self.address)
+        if tracing is not None:  # outermost: the span covers the other interceptors too
+            interceptors = [tracing, *interceptors]
         self._dispatcher = Dispatcher(
             self._table,
             codecs=all_codecs(),
@@ -316,9 +316,11 @@ class Server:
     def serve(self) -> None:
         """Start, serve until SIGINT or SIGTERM, then stop gracefully. Blocks."""
         with asyncio.Runner(loop_factory=loop_factory(self.config.uvloop)) as runner:
-            runner.run(self._serve_until_signal())
+            runner.run(self.serve_until_signal())
 
-    async def _serve_until_signal(self) -> None:
+    async def serve_until_signal(self) -> None:
+        """`serve()` in async code: start, serve until SIGINT or SIGTERM, then stop gracefully (so
+        what the application made around the server, its clients say, can be closed after)."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,28 +1,31 @@
-"""Spans for calls: OpenTracing interceptors, made from the tracer a TracingPlugin gives.
+"""Spans for calls, from the tracer a TracingPlugin gives.
 
-The client starts a span per call (operation name = method path), tags it, and injects its context
-into the request metadata; the server extracts it and runs the handler inside a child span. Spans
-follow asyncio context (the tracer's scope manager must be contextvars-based), so calls a handler
-makes are children of its span. With no tracer (`noop`, the default) no interceptor is added and
-the call path does no tracing work. `opentracing` is imported only when a tracer is in use.
+A plugin's `tracer(name)` returns one of:
+- an OpenTelemetry tracer: spans made natively (`gorpc.tracing_opentelemetry`: span kinds,
+  status, RPC attributes, W3C trace context and baggage through the global propagator);
+- an OpenTracing tracer: spans made through OpenTracing (`gorpc.tracing_opentracing`). One that is
+  OpenTelemetry's OpenTracing shim is unwrapped and used natively, so its spans are exported with
+  real kinds and statuses (the shim itself has no way to set either), in the same trace as the
+  application's own shim spans;
+- None: no tracing. No interceptor is added and the call path does no tracing work; neither
+  tracing library is imported.
 
-A stream call is one span on each side, from its start until its last reply (or its error); the
-number of replies is tagged on it.
+Which name a tracer is asked for: a server asks per hosted service (a call to a service it does not
+host uses its first service's), a client per service its calls are made under (a handler's calls
+belong to that handler's service), otherwise its own name, "gorpc-client". A plugin that builds a
+provider per name so labels each span with the right service.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+import sys
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
-from gorpc.context import CallContext
-from gorpc.kinds import StreamMode
-from gorpc.types import Interceptor, Next
+from gorpc.context import CallContext, current_call
+from gorpc.types import Interceptor, TracingPlugin
 
-if TYPE_CHECKING:
-    import opentracing
-
-COMPONENT = "gorpc"
+CLIENT_NAME = "gorpc-client"
 
 
 class NoopTracing:
@@ -35,97 +38,74 @@ class NoopTracing:
         return None
 
 
-def client_interceptor(tracer: opentracing.Tracer) -> Interceptor:
-    """Start a client span per call and send its context in the request metadata."""
-    from opentracing import Format
-    from opentracing.ext import tags
+def client_interceptor(plugin: TracingPlugin) -> Interceptor | None:
+    """The client's tracing interceptor, or None when the plugin gives no tracer."""
+    tracers = _Tracers(plugin, CLIENT_NAME)
+    if tracers.default is None:
+        return None
 
-    async def trace_client_call(ctx: CallContext, request: Any, call_next: Next) -> Any:
-        span_tags = {tags.SPAN_KIND: tags.SPAN_KIND_RPC_CLIENT, tags.COMPONENT: COMPONENT}
-        # Closed by hand, not with `with`: a Scope's __exit__ would log the error a second time,
-        # with the exception object itself, which OpenTelemetry cannot store.
-        streams_replies = bool(ctx.mode & StreamMode.REPLIES)
-        # A stream's span outlives this scope: it ends with the stream (see `_traced_replies`).
-        scope = tracer.start_active_span(ctx.method, tags=span_tags, finish_on_close=not streams_replies)
-        span = scope.span
-        try:
-            carrier: dict[str, str] = {}
-            tracer.inject(span.context, Format.TEXT_MAP, carrier)
-            ctx.metadata.update(carrier)
-            span.set_tag("peer.service", ctx.service)
-            reply = await call_next(ctx, request)
-        except BaseException as exc:
-            _mark_error(span, exc)
-            if streams_replies:
-                span.finish()
-            raise
-        finally:
-            if ctx.peer:
-                span.set_tag(tags.PEER_ADDRESS, ctx.peer)
-            scope.close()
-        return _traced_replies(reply, span, span.finish) if streams_replies else reply
+    def tracer_for(ctx: CallContext) -> Any:
+        incoming = current_call()
+        return tracers.default if incoming is None else tracers.get(incoming.service)
 
-    return trace_client_call
+    if _is_opentelemetry(tracers.default):
+        from gorpc import tracing_opentelemetry
+
+        return tracing_opentelemetry.client_interceptor(tracer_for)
+    from gorpc import tracing_opentracing
+
+    return tracing_opentracing.client_interceptor(tracer_for)
 
 
-def server_interceptor(tracer: opentracing.Tracer) -> Interceptor:
-    """Run each call inside a server span, the child of the caller's span when it sent one."""
-    from opentracing import Format, InvalidCarrierException, SpanContextCorruptedException
-    from opentracing.ext import tags
+def server_interceptor(
+    plugin: TracingPlugin, services: Collection[str], local_address: Callable[[], str]
+) -> Interceptor | None:
+    """The server's tracing interceptor for these hosted services, or None without a tracer."""
+    tracers = _Tracers(plugin, min(services, default="gorpc-server"))
+    if tracers.default is None:
+        return None
+    hosted = frozenset(services)
 
-    async def trace_server_call(ctx: CallContext, request: Any, call_next: Next) -> Any:
-        carrier = {k: v for k, v in ctx.metadata.items() if isinstance(v, str)}
-        try:
-            parent = tracer.extract(Format.TEXT_MAP, carrier)
-        except (InvalidCarrierException, SpanContextCorruptedException):
-            parent = None  # a caller without tracing, or a broken header: start a new trace
-        span_tags = {
-            tags.SPAN_KIND: tags.SPAN_KIND_RPC_SERVER,
-            tags.COMPONENT: COMPONENT,
-            tags.PEER_ADDRESS: ctx.peer,
-        }
-        scope = tracer.start_active_span(ctx.method, child_of=parent, tags=span_tags)
-        try:
-            reply = await call_next(ctx, request)
-        except BaseException as exc:
-            _mark_error(scope.span, exc)
-            scope.close()
-            raise
-        if ctx.mode & StreamMode.REPLIES:
-            # Iterated in this task, so the span stays active while the handler makes its replies.
-            return _traced_replies(reply, scope.span, scope.close)
-        scope.close()
-        return reply
+    def tracer_for(ctx: CallContext) -> Any:
+        # Only hosted names: a caller's made-up service must not make the plugin build a tracer.
+        service = ctx.service
+        return tracers.get(service) if service in hosted else tracers.default
 
-    return trace_server_call
+    if _is_opentelemetry(tracers.default):
+        from gorpc import tracing_opentelemetry
+
+        return tracing_opentelemetry.server_interceptor(tracer_for, local_address)
+    from gorpc import tracing_opentracing
+
+    return tracing_opentracing.server_interceptor(tracer_for)
 
 
-async def _traced_replies(
-    replies: AsyncIterator[Any], span: opentracing.Span, end: Callable[[], object]
-) -> AsyncIterator[Any]:
-    """`replies`, with `span` ended (by `end`) after the last one or the stream's error."""
-    count = 0
-    try:
-        async for reply in replies:
-            count += 1
-            yield reply
-    except GeneratorExit:  # the caller stopped reading early: not an error
-        raise
-    except BaseException as exc:
-        _mark_error(span, exc)
-        raise
-    finally:
-        span.set_tag("rpc.stream.replies", count)
-        aclose = getattr(replies, "aclose", None)
-        try:
-            if aclose is not None:
-                await aclose()
-        finally:
-            end()
+class _Tracers:
+    """The plugin's tracer per name, asked for once per name; `default` is the first one's."""
+
+    def __init__(self, plugin: TracingPlugin, default_name: str) -> None:
+        self._plugin = plugin
+        self._by_name: dict[str, Any] = {}
+        self.default = self._made(default_name)
+        self._by_name[default_name] = self.default
+
+    def get(self, name: str) -> Any:
+        tracer = self._by_name.get(name)
+        if tracer is None:
+            tracer = self._by_name[name] = self._made(name) or self.default
+        return tracer
+
+    def _made(self, name: str) -> Any:
+        tracer = self._plugin.tracer(name)
+        unwrap = getattr(tracer, "unwrap", None)
+        if unwrap is not None and hasattr(tracer, "start_active_span"):  # OpenTracing's shim
+            inner = unwrap()
+            if _is_opentelemetry(inner):
+                return inner
+        return tracer
 
 
-def _mark_error(span: opentracing.Span, exc: BaseException) -> None:
-    from opentracing.ext import tags
-
-    span.set_tag(tags.ERROR, True)
-    span.log_kv({"event": "error", "error.kind": type(exc).__name__, "message": str(exc)})
+def _is_opentelemetry(tracer: object) -> bool:
+    """An OpenTelemetry tracer? Without importing OpenTelemetry: a plugin that made one did."""
+    api = sys.modules.get("opentelemetry.trace")
+    return api is not None and isinstance(tracer, api.Tracer)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from gorpc.context import CallContext
 
 if TYPE_CHECKING:  # the core never imports a tracing library at run time
+    import opentelemetry.trace
     import opentracing
 
 # An interceptor wraps the rest of the chain: `async def mw(ctx, request, next) -> reply`.
@@ -150,9 +151,10 @@ class TracingPlugin(Protocol):
     """Gives the tracer that spans are made with. It may also have `close()` (flush on shutdown),
     which servers and clients call when they made the plugin from its name."""
 
-    def tracer(self, service_name: str) -> opentracing.Tracer | None:
-        """The tracer for spans of `service_name` (a contextvars scope manager, so spans follow
-        asyncio tasks), or None for no tracing at all."""
+    def tracer(self, service_name: str) -> opentelemetry.trace.Tracer | opentracing.Tracer | None:
+        """The tracer for spans of `service_name`: an OpenTelemetry tracer, an OpenTracing one (with
+        a contextvars scope manager, so spans follow asyncio tasks), or None for no tracing at all.
+        See `gorpc.tracing`."""
         ...
 
 

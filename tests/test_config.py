@@ -244,8 +244,11 @@ def test_otel_endpoint_environment_variables_are_defaults(monkeypatch):
 
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")
-    assert OpenTelemetryTracing().options.endpoint == "http://collector:4318/v1/traces"
+    # They name where gorpc's own provider exports; the global provider is the application's.
+    assert OpenTelemetryTracing().options.endpoint is None
+    otlp = {"provider": "otlp"}
+    assert OpenTelemetryTracing(otlp).options.endpoint == "http://collector:4318/v1/traces"
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4318/custom")
-    assert OpenTelemetryTracing().options.endpoint == "http://traces:4318/custom"
+    assert OpenTelemetryTracing(otlp).options.endpoint == "http://traces:4318/custom"
     given = OpenTelemetryTracing({"endpoint": "http://mine:4318/v1/traces"})
     assert given.options.endpoint == "http://mine:4318/v1/traces"
