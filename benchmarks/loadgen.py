@@ -1,7 +1,8 @@
 """One measurement, in its own process: closed-loop load on one server, every reply checked.
 
     python benchmarks/loadgen.py KIND TARGET --calls N --concurrency C [--payload BYTES]
-                                 [--clients K] [--tracer mock] [--consul HTTP_ADDR] [--typed]
+                                 [--clients K] [--tracer mock] [--metrics prometheus]
+                                 [--consul HTTP_ADDR] [--typed]
     python benchmarks/loadgen.py gorpc TARGET --blocks B ...   # typed and untyped, interleaved
 
 C calls stay in flight (spread over K clients, each with its own connection) until N calls have
@@ -67,13 +68,15 @@ def cpu_seconds() -> float:
 
 
 async def gorpc_clients(
-    target: str, clients: int, tracer: str, consul: str | None, typed: bool = False
+    target: str, clients: int, tracer: str, consul: str | None, typed: bool = False, metrics: str = "none"
 ) -> tuple[list[Call], Any]:
     from typed_greeter import HelloRequest, TypedGreeter
 
     from gorpc import Client
 
-    options: dict[str, Any] = {"max_message_size": 8 << 20}
+    options: dict[str, Any] = {"max_message_size": 8 << 20, "metrics": metrics}
+    if metrics == "prometheus":
+        options["plugins"] = {"prometheus": {"address": "127.0.0.1:0"}}
     if tracer == "mock":
         from gorpc_tracing.mock import MockTracing
 
@@ -178,7 +181,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.blocks:
         return await typed_against_untyped(args)
     if args.kind == "gorpc":
-        calls, close = await gorpc_clients(args.target, args.clients, args.tracer, args.consul, args.typed)
+        calls, close = await gorpc_clients(
+            args.target, args.clients, args.tracer, args.consul, args.typed, metrics=args.metrics
+        )
     elif args.kind == "grpc":
         calls, close = await grpc_clients(args.target, args.clients)
     else:
@@ -200,6 +205,7 @@ def main() -> None:
     parser.add_argument("--payload", type=int, default=20, help="request message size in bytes")
     parser.add_argument("--clients", type=int, default=1, help="clients (connections) sharing the load")
     parser.add_argument("--tracer", default="noop", help="gorpc only: noop or mock")
+    parser.add_argument("--metrics", default="none", help="gorpc only: none or prometheus")
     parser.add_argument("--typed", action="store_true", help="gorpc only: the typed method, through a stub")
     parser.add_argument(
         "--blocks", type=int, default=0,

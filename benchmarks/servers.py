@@ -1,6 +1,6 @@
 """The three servers the suite compares, each run as its own process:
 
-    python benchmarks/servers.py gorpc   ADDRESS [--tracer NAME] [--consul HTTP_ADDR]
+    python benchmarks/servers.py gorpc   ADDRESS [--tracer NAME] [--metrics NAME] [--consul HTTP_ADDR]
     python benchmarks/servers.py grpc    ADDRESS
     python benchmarks/servers.py ceiling ADDRESS
 
@@ -26,7 +26,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def serve_gorpc(address: str, tracer: str, consul: str | None) -> None:
+def serve_gorpc(address: str, tracer: str, consul: str | None, metrics: str = "none") -> None:
     from typed_greeter import TypedGreeter
 
     from gorpc import Server, Service
@@ -51,7 +51,9 @@ def serve_gorpc(address: str, tracer: str, consul: str | None) -> None:
             async for item in items:
                 yield item
 
-    options: dict = {"tracer": tracer, "max_message_size": 8 << 20}
+    options: dict = {"tracer": tracer, "max_message_size": 8 << 20, "metrics": metrics}
+    if metrics == "prometheus":  # an endpoint of its own on any free port
+        options["plugins"] = {"prometheus": {"address": "127.0.0.1:0"}}
     if tracer == "mock":
         from gorpc_tracing.mock import MockTracing
 
@@ -100,11 +102,12 @@ def main() -> None:
     parser.add_argument("kind", choices=["gorpc", "grpc", "ceiling", "stream-ceiling"])
     parser.add_argument("address")
     parser.add_argument("--tracer", default="noop")
+    parser.add_argument("--metrics", default="none")
     parser.add_argument("--consul", default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.kind == "gorpc":
-        serve_gorpc(args.address, args.tracer, args.consul)
+        serve_gorpc(args.address, args.tracer, args.consul, args.metrics)
     elif args.kind == "grpc":
         asyncio.run(serve_grpc(args.address))  # grpc.aio on the loop it supports
     elif args.kind == "ceiling":

@@ -5,9 +5,10 @@ side by side in one run, each server in its own process and each measurement in 
     python benchmarks/suite.py --quick         # tiny counts: checks the scripts, measures nothing
 
 Sweeps: concurrency 1/8/64/256; payload 20 B/1 KiB/64 KiB/1 MiB; one connection vs 16 clients;
-gorpc tracing off vs on; gorpc typed (Structs through a stub) vs untyped; gorpc resolved through
-a real Consul vs a direct address; streams (server-streaming and bidirectional, 16 B and 1 KiB
-items) against grpcio's streams and a raw stream ceiling. Writes `results/<date>.json` (with the
+gorpc tracing off vs on; gorpc metrics off vs on (prometheus, both sides); gorpc typed (Structs
+through a stub) vs untyped; gorpc resolved through a real Consul vs a direct address; streams
+(server-streaming and bidirectional, 16 B and 1 KiB items) against grpcio's streams and a raw
+stream ceiling. Writes `results/<date>.json` (with the
 machine and versions), `results/latest.md` and PNG plots.
 """
 
@@ -91,6 +92,7 @@ def servers() -> Iterator[dict[str, Any]]:
             "gorpc": ["gorpc", "127.0.0.1:0"],
             "gorpc+noop": ["gorpc", "127.0.0.1:0", "--tracer", "noop"],
             "gorpc+tracing": ["gorpc", "127.0.0.1:0", "--tracer", "mock"],
+            "gorpc+metrics": ["gorpc", "127.0.0.1:0", "--metrics", "prometheus"],
             "gorpc+consul": ["gorpc", "127.0.0.1:0", "--consul", consul.http_address],
             "grpc": ["grpc", "127.0.0.1:0"],
             "ceiling": ["ceiling", "127.0.0.1:0"],
@@ -115,6 +117,17 @@ def groups(calls: int) -> Iterator[list[Spec]]:
         spec("tracing", "gorpc", calls, concurrency=64, variant="no tracer configured"),
         spec("tracing", "gorpc", calls, concurrency=64, server="gorpc+noop", variant="tracing off (noop)"),
         spec("tracing", "gorpc", calls, concurrency=64, server="gorpc+tracing", variant="tracing on (mock)"),
+    ]
+    yield [
+        spec("metrics", "gorpc", calls, concurrency=64, variant="metrics off"),
+        spec(
+            "metrics",
+            "gorpc",
+            calls,
+            concurrency=64,
+            server="gorpc+metrics",
+            variant="metrics on (prometheus)",
+        ),
     ]
     yield [
         spec("consul", "gorpc", calls, concurrency=64, server="gorpc+consul", variant="direct"),
@@ -238,6 +251,8 @@ def measure(
     argv += ["--concurrency", str(concurrency), "--payload", str(payload), "--clients", str(clients)]
     if server == "gorpc+tracing":
         argv += ["--tracer", "mock"]
+    if server == "gorpc+metrics":  # both sides record
+        argv += ["--metrics", "prometheus"]
     if consul:
         argv += ["--consul", running["consul"]]
     if typed:
@@ -316,6 +331,9 @@ def targets(
     )
     streams = _stream_ratios(stream_rows)
     untyped, typed = (find(rows, sweep="typed", variant=v) for v in _TYPED_VARIANTS)
+    metrics_off, metrics_on = (
+        find(rows, sweep="metrics", variant=v) for v in ("metrics off", "metrics on (prometheus)")
+    )
     checks = [
         ("C=64 gorpc/ceiling calls/s", g64["calls_per_s"] / c64["calls_per_s"], ">= 0.6", 0.6),
         ("C=64 gorpc/grpcio calls/s", g64["calls_per_s"] / r64["calls_per_s"], ">= 10", 10.0),
@@ -323,6 +341,12 @@ def targets(
         ("C=1 gorpc/ceiling p50", at["gorpc", 1]["p50_ms"] / at["ceiling", 1]["p50_ms"], "<= 1.25", None),
         ("consul-resolved/direct calls/s", resolved["calls_per_s"] / direct["calls_per_s"], ">= 0.95", 0.95),
         ("C=64 typed/untyped calls/s", typed["calls_per_s"] / untyped["calls_per_s"], ">= 1.0", 1.0),
+        (
+            "C=64 metrics on/off calls/s",
+            metrics_on["calls_per_s"] / metrics_off["calls_per_s"],
+            ">= 0.85",
+            0.85,
+        ),
         # noop adds no interceptor, so "tracing off" runs the very code of "no tracer": two server
         # processes of one build, and this ratio is the machine's noise.
         (

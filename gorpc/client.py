@@ -41,14 +41,22 @@ from gorpc.frame import FLAG_UNPROCESSED, Frame
 from gorpc.health import Ejections
 from gorpc.interceptors import build_chain
 from gorpc.kinds import StreamMode
+from gorpc.metrics import ClientMetrics
 from gorpc.payload import decode_body, encode_body, plain_encoder
-from gorpc.plugins import as_resolver, make_balancer_factory, make_codec, make_resolver, make_tracing
+from gorpc.plugins import (
+    as_resolver,
+    make_balancer_factory,
+    make_codec,
+    make_metrics,
+    make_resolver,
+    make_tracing,
+)
 from gorpc.pool import ConnectionPool
 from gorpc.selector import Selector
 from gorpc.stream import MESSAGE_OVERHEAD
 from gorpc.stub import Stub
 from gorpc.tracing import client_interceptor
-from gorpc.types import Codec, Interceptor, Next, Node, TracingPlugin
+from gorpc.types import Codec, Interceptor, MetricsPlugin, Next, Node, TracingPlugin
 
 logger = logging.getLogger("gorpc.client")
 
@@ -78,6 +86,11 @@ class Client:
         cfg = self.config
         self._codec: Codec = make_codec(cfg.codec)
         self._tracing = make_tracing(cfg)
+        self._metrics_plugin = make_metrics(cfg)
+        meter = self._metrics_plugin.plugin.meter()
+        self._metrics = None if meter is None else ClientMetrics(meter, lambda: len(self._pool.connections()))
+        if self._metrics is not None:  # outer: the duration covers retries and the other interceptors
+            interceptors = [self._metrics.measure_call, *interceptors]
         tracing = client_interceptor(self.tracing)
         if tracing is not None:  # outermost, so the span covers the other interceptors and retries
             interceptors = [tracing, *interceptors]
@@ -118,6 +131,11 @@ class Client:
     def tracing(self) -> TracingPlugin:
         """The tracing plugin this client's spans are made with."""
         return self._tracing.plugin
+
+    @property
+    def metrics(self) -> MetricsPlugin:
+        """The metrics plugin this client records with."""
+        return self._metrics_plugin.plugin
 
     @property
     def codec(self) -> Codec:
@@ -431,9 +449,13 @@ class Client:
         reason = str(exc)  # the message, not the error: a kept log record keeps no traceback
         if isinstance(exc, ConnectionFailed):
             self._ejections.eject(node.address, reason)
+            if self._metrics is not None:
+                self._metrics.ejected(node.address)
         if not self._retry.should_retry(exc, ctx, len(tried)):
             return False
         tried.append(node.address)
+        if self._metrics is not None:
+            self._metrics.retried(ctx)
         logger.info("%s failed on %s (%s); trying another node", what, node.address, reason)
         return True
 
@@ -474,6 +496,7 @@ class Client:
         """The connection's call for this request: its reply frame, awaited by the caller. A plain
         function returning the awaitable: no coroutine frame of its own on the call path."""
         ctx.peer = conn.address
+        ctx.request_size = len(body)
         remaining = None if ctx.deadline is None else ctx.deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded(f"{ctx.method}: deadline passed before the request was sent")
@@ -501,6 +524,7 @@ class Client:
             )
         if frame.codec != codec.id:
             raise ProtocolError(f"server replied in codec {frame.codec}, not {codec.name!r}")
+        ctx.reply_size = len(frame.body)
         return decode_body(
             codec, frame.flags, frame.body, limit=self._limit, error=ProtocolError, what="reply"
         )
@@ -563,6 +587,7 @@ class Client:
         self._closed = True
         await self._pool.close(CLOSED)
         await self._tracing.close()
+        await self._metrics_plugin.close()
         if self._selector is not None:
             await self._selector.close()
         if self._resolver is not None:

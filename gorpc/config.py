@@ -58,6 +58,7 @@ class _CommonConfig:
     uvloop: bool = True  # used when installed
     resolver: Any = "static"  # a name, or a ResolverPlugin object
     tracer: Any = "noop"  # a name, or a TracingPlugin object; "noop": no tracing work at all
+    metrics: Any = "none"  # a name, or a MetricsPlugin object; "none": nothing recorded
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None
@@ -82,6 +83,7 @@ class _CommonConfig:
         _require(self.compression in COMPRESSION_CHOICES, f"compression must be one of {COMPRESSION_CHOICES}")
         _check_plugin(plugins.RESOLVERS, self.resolver)
         _check_plugin(plugins.TRACERS, self.tracer)
+        _check_plugin(plugins.METRICS, self.metrics)
         # Frozen all the way down, so a config shared by many objects cannot be changed by one.
         frozen = {name: MappingProxyType(dict(opts)) for name, opts in self.plugins.items()}
         object.__setattr__(self, "plugins", MappingProxyType(frozen))

@@ -36,9 +36,14 @@ class CallContext:
         "options",
         "parent",
         "peer",
+        "reply_size",
         "reply_type",
+        "request_size",
         "response_metadata",
     )
+
+    request_size: int  # set by the client as the request goes out (see `__init__`)
+    reply_size: int
 
     def __init__(
         self,
@@ -69,6 +74,8 @@ class CallContext:
         # Client side, a stream call: ends the call on the wire, however interceptors wrapped its
         # replies (a wrapper that stops reading need not close what it wraps).
         self.closer: Callable[[], None] | None = None
+        # Client side, body sizes as sent and received (`request_size`, `reply_size`): set when the
+        # request goes out and its reply comes back, not here (unset until then), for metrics.
 
     def add_dependent(self, cancel: Callable[[], object]) -> None:
         """Call `cancel` if this incoming call is cancelled. (A call made in the handler's own task

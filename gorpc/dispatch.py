@@ -16,7 +16,6 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from gorpc.access_log import AccessLogged
 from gorpc.context import CallContext, enter_call
 from gorpc.contract import Contract, mismatch
 from gorpc.deadline import within
@@ -32,6 +31,7 @@ from gorpc.exceptions import (
 from gorpc.frame import Frame, MessageType
 from gorpc.interceptors import build_chain
 from gorpc.kinds import MethodKind, mismatch_message
+from gorpc.observed import CallObserver, Observed
 from gorpc.payload import decode_body, encode_body, plain_encoder
 from gorpc.server_connection import CallHost
 from gorpc.server_stream import ReplySender, RequestStream, iterate_in_thread
@@ -59,7 +59,7 @@ class Dispatcher:
         compress: bool,
         compression_threshold: int,
         check_replies: bool = True,
-        access_log: bool = False,
+        observers: Sequence[CallObserver] = (),
     ) -> None:
         self._table = table
         self._codecs = codecs
@@ -68,19 +68,19 @@ class Dispatcher:
         self._compress = compress
         self._threshold = compression_threshold
         self._check_replies = check_replies
-        self._access_log = access_log
+        self._observers = tuple(observers)  # the access log, metrics: none, nothing is wrapped
         self._chain = build_chain(interceptors, self._call_handler)
 
     async def run(self, frame: Frame, host: CallHost) -> None:
         """Run the request in `frame` and answer it through `host` (a one-way call gets no answer)."""
-        if self._access_log:
-            host = AccessLogged(host, frame)
         rid = frame.request_id
         oneway = frame.type == ONEWAY
         path = "?"
         ctx: CallContext | None = None
         try:
             path, metadata, timeout = unpack_request_head(frame.head)
+            if self._observers:
+                host = Observed(host, path, len(frame.body), self._observers)
             deadline = None if timeout is None else time.monotonic() + timeout
             ctx = CallContext(path, metadata, deadline, host.peer, oneway)
             codec = self._codecs.get(frame.codec) or self._unknown_codec(frame.codec)
@@ -117,13 +117,13 @@ class Dispatcher:
     async def run_stream(self, frame: Frame, stream: Stream, host: CallHost) -> None:
         """Run a stream call: as `run`, with the requests, the replies or both going through `stream`.
         The deadline covers the whole stream; the final RESPONSE carries the status."""
-        if self._access_log:
-            host = AccessLogged(host, frame)
         rid = frame.request_id
         path = "?"
         ctx: CallContext | None = None
         try:
             path, metadata, timeout, mode, window = unpack_stream_head(frame.head)
+            if self._observers:
+                host = Observed(host, path, len(frame.body), self._observers)
             stream.add_credit(*window)
             deadline = None if timeout is None else time.monotonic() + timeout
             ctx = CallContext(path, metadata, deadline, host.peer)

@@ -18,7 +18,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from gorpc.exceptions import ConfigError, PluginNotFound
-from gorpc.types import Balancer, Codec, Registry, Resolver, ResolverPlugin, TracingPlugin
+from gorpc.types import Balancer, Codec, MetricsPlugin, Registry, Resolver, ResolverPlugin, TracingPlugin
 
 if TYPE_CHECKING:
     from gorpc.config import _CommonConfig
@@ -29,6 +29,7 @@ CODECS = "gorpc.codecs"
 RESOLVERS = "gorpc.resolvers"
 BALANCERS = "gorpc.balancers"
 TRACERS = "gorpc.tracers"
+METRICS = "gorpc.metrics"
 
 
 @functools.cache
@@ -121,6 +122,11 @@ def make_resolver(config: _CommonConfig) -> Owned[ResolverPlugin]:
 def make_tracing(config: _CommonConfig) -> Owned[TracingPlugin]:
     """The tracing plugin a config names (made with its [plugins.<name>] options), or the object."""
     return _made(TRACERS, config, config.tracer)
+
+
+def make_metrics(config: _CommonConfig) -> Owned[MetricsPlugin]:
+    """The metrics plugin a config names (made with its [plugins.<name>] options), or the object."""
+    return _made(METRICS, config, config.metrics)
 
 
 def as_registry(plugin: ResolverPlugin, config: _CommonConfig) -> Registry:

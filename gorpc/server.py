@@ -14,16 +14,19 @@ from types import TracebackType
 from typing import Any, Self
 
 from gorpc import memory, reflection, serving
+from gorpc.access_log import AccessLog
 from gorpc.address import MemoryAddress, TcpAddress, UnixAddress, parse_address
 from gorpc.config import ConfigSource, ServerConfig
 from gorpc.dispatch import Dispatcher
 from gorpc.exceptions import ConfigError, RPCError, Unavailable
-from gorpc.plugins import all_codecs, as_registry, make_resolver, make_tracing
+from gorpc.metrics import ServerMetrics
+from gorpc.observed import CallObserver
+from gorpc.plugins import all_codecs, as_registry, make_metrics, make_resolver, make_tracing
 from gorpc.runtime import loop_factory
 from gorpc.server_connection import ServerConnection
 from gorpc.service import MethodTable, Service
 from gorpc.tracing import server_interceptor
-from gorpc.types import HealthReporting, Interceptor, ServiceInstance, TracingPlugin
+from gorpc.types import HealthReporting, Interceptor, MetricsPlugin, ServiceInstance, TracingPlugin
 
 logger = logging.getLogger("gorpc.server")
 
@@ -57,6 +60,7 @@ class Server:
         self._table = MethodTable()
         # Plugins are made now, so a mistake in their [plugins.<name>] options is found here.
         self._tracing = make_tracing(self.config)
+        self._metrics_plugin = make_metrics(self.config)
         self._resolver = make_resolver(self.config)
         self._registry = as_registry(self._resolver.plugin, self.config)
         self._listener: asyncio.Server | memory.MemoryListener | None = None
@@ -78,6 +82,11 @@ class Server:
     def tracing(self) -> TracingPlugin:
         """The tracing plugin this server's spans are made with."""
         return self._tracing.plugin
+
+    @property
+    def metrics(self) -> MetricsPlugin:
+        """The metrics plugin this server records with."""
+        return self._metrics_plugin.plugin
 
     @property
     def connections(self) -> frozenset[ServerConnection]:
@@ -124,7 +133,7 @@ class Server:
             compress=cfg.compression == "zlib",
             compression_threshold=cfg.compression_threshold,
             check_replies=cfg.check_replies,
-            access_log=cfg.access_log,
+            observers=self._observers(),
         )
         self._listener = await self._listen()
         self.address = self._bound_address()
@@ -136,6 +145,16 @@ class Server:
             await self._close_plugins()
             raise
         logger.info("serving %s on %s", ", ".join(self.services) or "no services", self.address)
+
+    def _observers(self) -> list[CallObserver]:
+        """What watches each call end: the access log and metrics, when configured."""
+        observers: list[CallObserver] = []
+        if self.config.access_log:
+            observers.append(AccessLog())
+        meter = self.metrics.meter()
+        if meter is not None:
+            observers.append(ServerMetrics(meter, lambda: len(self._connections), self._table.methods))
+        return observers
 
     async def _listen(self) -> asyncio.Server | memory.MemoryListener:
         loop = asyncio.get_running_loop()
@@ -245,9 +264,10 @@ class Server:
         logger.info("stopped serving on %s", self.address)
 
     async def _close_plugins(self) -> None:
-        # A resolver or tracing object passed in may be shared with others: its owner closes it.
+        # A plugin object passed in may be shared with others: its owner closes it.
         await self._resolver.close()
         await self._tracing.close()
+        await self._metrics_plugin.close()
 
     async def _deregister(self) -> None:
         for instance in self._registered:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from gorpc.context import CallContext
 
 if TYPE_CHECKING:  # the core never imports a tracing library at run time
+    import opentelemetry.metrics
     import opentelemetry.trace
     import opentracing
 
@@ -158,7 +159,17 @@ class TracingPlugin(Protocol):
         ...
 
 
+class MetricsPlugin(Protocol):
+    """Gives the meter RPC metrics are recorded with (see `gorpc.metrics`). It may also have
+    `close()`, which servers and clients call when they made the plugin from its name."""
+
+    def meter(self) -> opentelemetry.metrics.Meter | None:
+        """An OpenTelemetry meter, or None to record nothing at all."""
+        ...
+
+
 # Factories, as entry points name them. Plugin options come from the config's [plugins.<name>] table.
 ResolverFactory = Callable[[Mapping[str, Any]], ResolverPlugin]
 BalancerFactory = Callable[[], Balancer]
 TracingFactory = Callable[[Mapping[str, Any]], TracingPlugin]
+MetricsFactory = Callable[[Mapping[str, Any]], MetricsPlugin]

@@ -28,6 +28,7 @@ def test_the_suite_runs_every_sweep_and_writes_its_reports(tmp_path):
     assert {("tracing", "tracing off (noop)"), ("tracing", "tracing on (mock)")} <= sweeps
     assert {("consul", "direct"), ("consul", "consul")} <= sweeps
     assert {("typed", "untyped (plain data)"), ("typed", "typed (Structs, stub)")} <= sweeps
+    assert {("metrics", "metrics off"), ("metrics", "metrics on (prometheus)")} <= sweeps
     assert sorted({r["concurrency"] for r in rows if r["sweep"] == "concurrency"}) == [1, 8, 64, 256]
     assert sorted({r["payload"] for r in rows if r["sweep"] == "payload"}) == [20, 1024, 65536, 1048576]
     # Every measurement answered all its calls (loadgen checks each reply and fails the run otherwise).
@@ -47,4 +48,5 @@ def test_the_suite_runs_every_sweep_and_writes_its_reports(tmp_path):
     assert "| stream | item bytes |" in table
     assert "| target | measured | wanted | met |" in table
     assert "| C=64 typed/untyped calls/s |" in table
+    assert "| C=64 metrics on/off calls/s |" in table
     assert (tmp_path / "latest.png").stat().st_size > 10_000

@@ -99,3 +99,40 @@ def test_typed_example_calls_through_its_stub_and_shows_a_refused_request():
         "home: file taxes",
         "refused: request to /todo.Tasks/Get does not match TaskId: Expected `int`, got `str` - at `$.id`",
     ]
+
+
+def test_observability_example_shows_metrics_and_health():
+    """The client's calls, the health probe, and the server's calls counted on its /metrics."""
+    from tests.conftest import free_port
+
+    example = ROOT / "examples" / "observability"
+    metrics = f"127.0.0.1:{free_port()}"
+    argv = [str(example / "server.py"), "--address", "127.0.0.1:0", "--metrics-address", metrics]
+    url = f"http://{metrics}/metrics"
+    with server_process(argv) as server:
+        probe = [sys.executable, "-m", "gorpc", "health", server.address, "examples.Inventory"]
+        assert subprocess.run(probe, capture_output=True, timeout=60).returncode == 0
+        client = subprocess.run(
+            [sys.executable, str(example / "client.py"), "--target", server.address, "--metrics", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (client.returncode, client.stderr) == (0, "")
+        assert server.stop() == 0
+    labels = (
+        'rpc_method="{}",rpc_response_status_code="{}",rpc_service="examples.Inventory",rpc_system="gorpc"'
+    )
+    assert client.stdout.splitlines() == [
+        "apple 3",
+        "pear 0",
+        "apple 3",
+        "plum: KeyError",
+        "health: SERVING",
+        "pause: NOT_SERVING",
+        "health: NOT_SERVING",
+        "resume: SERVING",
+        "rpc_server_call_duration_seconds_count{" + labels.format("Count", "OK") + "} 3.0",
+        "rpc_server_call_duration_seconds_count{" + labels.format("Count", "REMOTE_ERROR") + "} 1.0",
+        "rpc_server_call_duration_seconds_count{" + labels.format("Pause", "OK") + "} 2.0",
+    ]

@@ -163,7 +163,13 @@ def test_the_wheel_has_the_license_one_version_and_project_urls(built):
     for version in ("3.11", "3.12", "3.13"):
         assert f"Classifier: Programming Language :: Python :: {version}" in metadata
     assert "consul = gorpc_consul.resolver:ConsulResolver [consul]" in entry_points
-    assert {"gorpc/py.typed", "gorpc_consul/py.typed", "gorpc_tracing/py.typed"} <= set(names)
+    assert "prometheus = gorpc_metrics.prometheus:PrometheusMetrics [prometheus]" in entry_points
+    assert {
+        "gorpc/py.typed",
+        "gorpc_consul/py.typed",
+        "gorpc_tracing/py.typed",
+        "gorpc_metrics/py.typed",
+    } <= set(names)
 
 
 @pytest.mark.slow
