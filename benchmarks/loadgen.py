@@ -4,6 +4,7 @@
                                  [--clients K] [--tracer mock] [--metrics prometheus]
                                  [--consul HTTP_ADDR] [--typed]
     python benchmarks/loadgen.py gorpc TARGET --blocks B ...   # typed and untyped, interleaved
+    python benchmarks/loadgen.py gorpc TARGET --blocks B --metrics-target T2 ...   # metrics off/on
 
 C calls stay in flight (spread over K clients, each with its own connection) until N calls have
 been answered, after a warm-up. Prints one JSON object: calls/s, latency percentiles (ms) and the
@@ -150,20 +151,38 @@ async def ceiling_clients(target: str, clients: int) -> tuple[list[Call], Any]:
 
 async def typed_against_untyped(args: argparse.Namespace) -> dict[str, Any]:
     """The typed method through a stub and the untyped one with plain data, on one client and
-    connection, in alternating blocks of calls: the two see the same machine, minute by minute.
-    Per variant: calls/s over all its blocks, and the median of the blocks' percentiles."""
+    connection, in alternating blocks of calls."""
     untyped, close = await gorpc_clients(args.target, 1, args.tracer, None)
     typed, close_typed = await gorpc_clients(args.target, 1, args.tracer, None, typed=True)
-    blocks: dict[str, list[dict[str, Any]]] = {"untyped": [], "typed": []}
     try:
-        for block in range(args.blocks):
-            order = [("untyped", untyped), ("typed", typed)]
-            for name, calls in order if block % 2 == 0 else reversed(order):
-                share = args.calls // args.blocks
-                blocks[name].append(await closed_loop(calls, share, args.concurrency, args.payload))
+        return await in_blocks({"untyped": untyped, "typed": typed}, args)
     finally:
         await close()
         await close_typed()
+
+
+async def metrics_off_against_on(args: argparse.Namespace) -> dict[str, Any]:
+    """TARGET (a server without metrics) from a client without them, and the server at
+    --metrics-target from a client recording them too, in alternating blocks of calls."""
+    off, close_off = await gorpc_clients(args.target, 1, args.tracer, None)
+    on, close_on = await gorpc_clients(args.metrics_target, 1, args.tracer, None, metrics="prometheus")
+    try:
+        return await in_blocks({"off": off, "on": on}, args)
+    finally:
+        await close_off()
+        await close_on()
+
+
+async def in_blocks(variants: dict[str, list[Call]], args: argparse.Namespace) -> dict[str, Any]:
+    """Each variant in turn, `args.blocks` blocks each, the order reversed every other block: the
+    variants see the same machine, minute by minute. Per variant: calls/s over all its blocks,
+    and the median of the blocks' percentiles."""
+    blocks: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    order = list(variants.items())
+    for block in range(args.blocks):
+        for name, calls in order if block % 2 == 0 else reversed(order):
+            share = args.calls // args.blocks
+            blocks[name].append(await closed_loop(calls, share, args.concurrency, args.payload))
     return {name: _combined(results) for name, results in blocks.items()}
 
 
@@ -178,6 +197,8 @@ def _combined(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    if args.blocks and args.metrics_target:
+        return await metrics_off_against_on(args)
     if args.blocks:
         return await typed_against_untyped(args)
     if args.kind == "gorpc":
@@ -210,6 +231,10 @@ def main() -> None:
     parser.add_argument(
         "--blocks", type=int, default=0,
         help="gorpc only: the typed and the untyped method in this many alternating blocks each",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics-target", default=None,
+        help="gorpc only, with --blocks: alternate TARGET with this server (metrics on, both sides)",
     )  # fmt: skip
     parser.add_argument("--consul", default=None, help="gorpc only: resolve TARGET through this agent")
     args = parser.parse_args()

@@ -69,6 +69,7 @@ def main() -> None:
     with servers() as running:
         rows = [row for group in groups(calls) for row in run_group(running, group, rounds)]
         rows += typed_rows(running, calls * 2, rounds)
+        rows += metrics_rows(running, calls * 2, rounds)
         streams = [row for group in stream_groups(items) for row in run_group(running, group, rounds)]
     report = {"meta": machine(), "rows": rows, "streams": streams}
     stamp = report["meta"]["date"]
@@ -119,17 +120,6 @@ def groups(calls: int) -> Iterator[list[Spec]]:
         spec("tracing", "gorpc", calls, concurrency=64, server="gorpc+tracing", variant="tracing on (mock)"),
     ]
     yield [
-        spec("metrics", "gorpc", calls, concurrency=64, variant="metrics off"),
-        spec(
-            "metrics",
-            "gorpc",
-            calls,
-            concurrency=64,
-            server="gorpc+metrics",
-            variant="metrics on (prometheus)",
-        ),
-    ]
-    yield [
         spec("consul", "gorpc", calls, concurrency=64, server="gorpc+consul", variant="direct"),
         spec("consul", "gorpc", calls, concurrency=64, server="gorpc+consul", variant="consul", consul=True),
     ]
@@ -156,32 +146,53 @@ def typed_rows(running: dict[str, Any], calls: int, rounds: int) -> list[dict[st
     """Typed (Structs through a stub) against untyped (plain data), C=64: a difference of about 1%
     that separate processes measured minutes apart cannot resolve on this machine, so one client
     process alternates the two in blocks (loadgen --blocks), `rounds` times; medians."""
+    variants = dict(zip(("untyped", "typed"), _TYPED_VARIANTS, strict=True))
+    return interleaved_rows(running, calls, rounds, "typed", variants, [])
+
+
+def metrics_rows(running: dict[str, Any], calls: int, rounds: int) -> list[dict[str, Any]]:
+    """Metrics off against on (prometheus, recorded by the server and the client), C=64: two
+    servers, one client process alternating between them in blocks, as `typed_rows` does."""
+    variants = dict(zip(("off", "on"), _METRICS_VARIANTS, strict=True))
+    extra = ["--metrics-target", running["gorpc+metrics"].address]
+    return interleaved_rows(running, calls, rounds, "metrics", variants, extra)
+
+
+def interleaved_rows(
+    running: dict[str, Any],
+    calls: int,
+    rounds: int,
+    sweep: str,
+    variants: dict[str, str],
+    extra: list[str],
+) -> list[dict[str, Any]]:
+    """Rows of variants that one loadgen process measures in alternating blocks, `rounds` times."""
     process: ServerProcess = running["gorpc"]
     argv = [sys.executable, str(HERE / "loadgen.py"), "gorpc", process.address, "--calls", str(calls)]
-    argv += ["--concurrency", "64", "--blocks", "10"]
-    runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in _TYPED_VARIANTS}
+    argv += ["--concurrency", "64", "--blocks", "10", *extra]
+    runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in variants.values()}
     for _ in range(rounds):
         done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv[1:])} failed:\n{done.stderr}")
         measured = json.loads(done.stdout)
-        for key, variant in zip(("untyped", "typed"), _TYPED_VARIANTS, strict=True):
+        for key, variant in variants.items():
             runs[variant].append(
                 {
                     **measured[key],
-                    "sweep": "typed",
+                    "sweep": sweep,
                     "kind": "gorpc",
                     "variant": variant,
                     "concurrency": 64,
                     "payload": 20,
                     "clients": 1,
-                    "server_cpu_s": float("nan"),  # one server process served both: not split
+                    "server_cpu_s": float("nan"),  # measured in blocks: not split per variant
                     "server_peak_rss_mb": server_peak_rss_mb(process.process.pid),
                 }
             )
-    rows = [_median(runs[variant]) for variant in _TYPED_VARIANTS]
+    rows = [_median(runs[variant]) for variant in variants.values()]
     for row in rows:
-        print(f"typed        {row['variant']:22} C=64 {row['calls_per_s']:>10,.0f} calls/s", flush=True)
+        print(f"{sweep:12} {row['variant']:24} C=64 {row['calls_per_s']:>10,.0f} calls/s", flush=True)
     return rows
 
 
@@ -251,8 +262,6 @@ def measure(
     argv += ["--concurrency", str(concurrency), "--payload", str(payload), "--clients", str(clients)]
     if server == "gorpc+tracing":
         argv += ["--tracer", "mock"]
-    if server == "gorpc+metrics":  # both sides record
-        argv += ["--metrics", "prometheus"]
     if consul:
         argv += ["--consul", running["consul"]]
     if typed:
@@ -430,6 +439,7 @@ def _cpu(seconds: float) -> str:
 
 
 _TYPED_VARIANTS = ("untyped (plain data)", "typed (Structs, stub)")
+_METRICS_VARIANTS = ("metrics off", "metrics on (prometheus)")
 
 
 def _stream_ratios(stream_rows: list[dict[str, Any]]) -> dict[tuple[str, int], tuple[float, float]]:

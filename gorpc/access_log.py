@@ -3,14 +3,13 @@
 
     /helloworld.Greeter/SayHello peer=127.0.0.1:50312 status=OK 0.412ms request=17B reply=21B
 
-An observer of the server's calls (see `gorpc.observed`); with the log off it is not there.
+A `CallObserver` of the server's calls; with the log off it is not there. A one-way call or a
+stream shows `reply=-`.
 """
 
 from __future__ import annotations
 
 import logging
-
-from gorpc.observed import CallRecord
 
 logger = logging.getLogger("gorpc.access")
 
@@ -18,17 +17,15 @@ logger = logging.getLogger("gorpc.access")
 class AccessLog:
     """Logs each call's line when it ends."""
 
-    def call_started(self) -> None:
-        pass
-
-    def call_ended(self, record: CallRecord) -> None:
+    def call_ended(
+        self, path: str, peer: str, status: str, seconds: float, request_size: int, reply_size: int | None
+    ) -> None:
         logger.info(
-            "%s peer=%s status=%s %.3fms request=%dB reply=%dB%s",
-            record.path,
-            record.peer,
-            record.status,
-            record.duration * 1e3,
-            record.request_size,
-            record.reply_size,
-            " oneway" if record.oneway else "",
+            "%s peer=%s status=%s %.3fms request=%dB reply=%s",
+            path,
+            peer,
+            status,
+            seconds * 1e3,
+            request_size,
+            "-" if reply_size is None else f"{reply_size}B",
         )

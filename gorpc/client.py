@@ -398,6 +398,7 @@ class Client:
         replies (an async iterator), or for a client-streaming call its one reply."""
         streams_requests = bool(ctx.mode & StreamMode.REQUESTS)
         flags, body = (0, b"") if streams_requests else self._encode(request, self._codec_for(ctx))
+        ctx.request_size = len(body)  # the opening request's (empty when the requests stream)
         call = await self._start_stream(ctx, flags, body)
         ctx.closer = call.close
         if streams_requests:
@@ -506,6 +507,7 @@ class Client:
     async def _notify(self, conn: ClientConnection, ctx: CallContext, flags: int, body: bytes) -> None:
         """Send a one-way request on `conn`; done once it is written (or buffered within limits)."""
         ctx.peer = conn.address
+        ctx.request_size = len(body)
         conn.notify(
             pack_request_head(ctx.method, ctx.metadata, None),
             body,

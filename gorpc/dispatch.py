@@ -27,21 +27,23 @@ from gorpc.exceptions import (
     ProtocolError,
     RemoteError,
     RPCError,
+    StatusCode,
 )
 from gorpc.frame import Frame, MessageType
 from gorpc.interceptors import build_chain
 from gorpc.kinds import MethodKind, mismatch_message
-from gorpc.observed import CallObserver, Observed
 from gorpc.payload import decode_body, encode_body, plain_encoder
 from gorpc.server_connection import CallHost
 from gorpc.server_stream import ReplySender, RequestStream, iterate_in_thread
 from gorpc.service import Method, MethodTable
 from gorpc.stream import MESSAGE_OVERHEAD, Stream
-from gorpc.types import Codec, Interceptor
+from gorpc.types import CallObserver, Codec, Interceptor
 
 logger = logging.getLogger("gorpc.server")
 
 ONEWAY = MessageType.ONEWAY.value
+_OK, _CANCELLED = StatusCode.OK.name, StatusCode.CANCELLED.name
+_now = time.perf_counter
 UNARY = MethodKind.UNARY
 
 
@@ -68,7 +70,7 @@ class Dispatcher:
         self._compress = compress
         self._threshold = compression_threshold
         self._check_replies = check_replies
-        self._observers = tuple(observers)  # the access log, metrics: none, nothing is wrapped
+        self._observers = tuple(observers)  # the access log, metrics (none: nothing is timed)
         self._chain = build_chain(interceptors, self._call_handler)
 
     async def run(self, frame: Frame, host: CallHost) -> None:
@@ -77,10 +79,10 @@ class Dispatcher:
         oneway = frame.type == ONEWAY
         path = "?"
         ctx: CallContext | None = None
+        status, reply_size = _OK, (None if oneway else 0)  # for the observers
+        started = _now() if self._observers else 0.0
         try:
             path, metadata, timeout = unpack_request_head(frame.head)
-            if self._observers:
-                host = Observed(host, path, len(frame.body), self._observers)
             deadline = None if timeout is None else time.monotonic() + timeout
             ctx = CallContext(path, metadata, deadline, host.peer, oneway)
             codec = self._codecs.get(frame.codec) or self._unknown_codec(frame.codec)
@@ -100,7 +102,9 @@ class Dispatcher:
                 head = pack_response_head(0, None, None, ctx.response_metadata)
                 flags, body = self._encode_reply(codec, reply, len(head), path)
                 host.reply(rid, frame.codec, flags, head, body)
+                reply_size = len(body)
         except asyncio.CancelledError:
+            status = _CANCELLED
             if ctx is not None:
                 ctx.cancel_dependents()
             if not oneway:
@@ -110,9 +114,11 @@ class Dispatcher:
             # Handled in a method of its own: a local here holding the error would make a reference
             # cycle (this frame -> error -> traceback -> this frame) that keeps everything the
             # traceback reaches, an inflated request body included, until a cyclic GC pass.
-            self._fail(host, rid, path, ctx, oneway, exc)
+            status = self._fail(host, rid, path, ctx, oneway, exc)
         finally:
             host.ended(rid, oneway)
+            if self._observers:  # inline, not a CallHost wrapper: this is on every observed call
+                self._observe(path, host.peer, status, started, len(frame.body), reply_size)
 
     async def run_stream(self, frame: Frame, stream: Stream, host: CallHost) -> None:
         """Run a stream call: as `run`, with the requests, the replies or both going through `stream`.
@@ -120,10 +126,10 @@ class Dispatcher:
         rid = frame.request_id
         path = "?"
         ctx: CallContext | None = None
+        status = _OK
+        started = _now() if self._observers else 0.0
         try:
             path, metadata, timeout, mode, window = unpack_stream_head(frame.head)
-            if self._observers:
-                host = Observed(host, path, len(frame.body), self._observers)
             stream.add_credit(*window)
             deadline = None if timeout is None else time.monotonic() + timeout
             ctx = CallContext(path, metadata, deadline, host.peer)
@@ -139,14 +145,17 @@ class Dispatcher:
             work = self._stream_call(ctx, request, method, stream, codec, host, rid)
             await (work if timeout is None else within(work, timeout, path))
         except asyncio.CancelledError:
+            status = _CANCELLED
             if ctx is not None:
                 ctx.cancel_dependents()
             host.answer_cancelled(rid, path)
             raise
         except Exception as exc:
-            self._fail(host, rid, path, ctx, False, exc)  # see `run` on why this is a method
+            status = self._fail(host, rid, path, ctx, False, exc)  # see `run` on why this is a method
         finally:
             host.ended(rid, False)
+            if self._observers:  # a stream's replies are not counted in sizes
+                self._observe(path, host.peer, status, started, len(frame.body), None)
 
     def _stream_request(self, frame: Frame, stream: Stream, codec: Codec, method: Method) -> Any:
         """The request as the handler takes it: decoded, or the stream of them (its window granted)."""
@@ -189,17 +198,26 @@ class Dispatcher:
 
     def _fail(
         self, host: CallHost, rid: int, path: str, ctx: CallContext | None, oneway: bool, exc: Exception
-    ) -> None:
-        """Answer a call that failed with `exc` (a handler's own exception is logged)."""
+    ) -> str:
+        """Answer a call that failed with `exc` (a handler's own exception is logged); the name of
+        the status it was answered with."""
         if isinstance(exc, ProtocolError) and ctx is None:
             host.broken(rid, exc, oneway)  # a malformed head: the peer breaks the protocol
-            return
+            return exc.code.name
         error = _as_rpc_error(exc, path)
         if oneway:
             logger.warning("one-way call %s from %s failed: %s", path, host.peer, error)
         else:
             # Metadata the call set before failing still goes back (request ids, retry hints).
             host.fail(rid, error, ctx.response_metadata if ctx is not None else None)
+        return error.code.name
+
+    def _observe(
+        self, path: str, peer: str, status: str, started: float, request_size: int, reply_size: int | None
+    ) -> None:
+        seconds = _now() - started
+        for observer in self._observers:
+            observer.call_ended(path, peer, status, seconds, request_size, reply_size)
 
     def _call_handler(self, ctx: CallContext, request: Any) -> Awaitable[Any]:
         # A plain function returning the handler's awaitable: one coroutine frame less per call.

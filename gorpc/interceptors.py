@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from gorpc.context import CallContext
@@ -18,8 +18,9 @@ def build_chain(interceptors: Sequence[Interceptor], terminal: Next) -> Next:
 
 
 def _bind(interceptor: Interceptor, next_call: Next) -> Next:
-    async def bound(ctx: CallContext, request: Any) -> Any:
-        return await interceptor(ctx, request, next_call)
+    # A plain function handing back the interceptor's awaitable: no coroutine of its own per call.
+    def bound(ctx: CallContext, request: Any) -> Awaitable[Any]:
+        return interceptor(ctx, request, next_call)
 
     bound.__qualname__ = f"bound({getattr(interceptor, '__qualname__', interceptor)!s})"
     return bound

@@ -19,19 +19,19 @@ grow its label sets without bound.
 
 from __future__ import annotations
 
+import functools
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Container, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Container, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gorpc.context import CallContext
 from gorpc.kinds import StreamMode
-from gorpc.observed import CallRecord
 from gorpc.semconv import OTHER, SYSTEM, call_attributes, status_name
 from gorpc.types import Next
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import CallbackOptions, Meter, Observation
+    from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
 # Seconds: an in-process call takes tens of microseconds, so the buckets start well below the
 # conventions' advice (which starts at 5 ms).
@@ -41,7 +41,31 @@ DURATION_BUCKETS = (
 )  # fmt: skip
 SIZE_BUCKETS = (0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 _UNARY, _REPLIES = StreamMode.UNARY, StreamMode.REPLIES
+_now = time.perf_counter
 _CACHED = 4096  # label sets kept per recorder; past that (a client calling made-up paths) made per call
+
+
+# Records one call: its duration, its request size and its reply size (None: no reply to count).
+CallRecorder = Callable[[float, int, "int | None"], None]
+
+
+def call_recorder(meter: Meter, histograms: Sequence[Histogram], labels: Labels) -> CallRecorder:
+    """A recorder of one call's three measurements with these labels. A meter that offers
+    `bind_histograms(histograms, labels)` (the `prometheus` one) gives its own, which resolves the
+    labels once and records all three in one call; with any other meter (OpenTelemetry's SDK) each
+    measurement goes through the API's `record(amount, labels)`."""
+    bind = getattr(meter, "bind_histograms", None)
+    if bind is not None:
+        return bind(histograms, labels)  # type: ignore[no-any-return]
+    duration, request_size, reply_size = (functools.partial(h.record, attributes=labels) for h in histograms)
+
+    def record(seconds: float, request: int, reply: int | None) -> None:
+        duration(seconds)
+        request_size(request)
+        if reply is not None:
+            reply_size(reply)
+
+    return record
 
 
 class NoMetrics:
@@ -96,7 +120,7 @@ class _Gauges:
     def _active(self, options: CallbackOptions) -> Iterator[Observation]:
         from opentelemetry.metrics import Observation
 
-        yield Observation(sum(r.active for r in list(self.recorders)), _SYSTEM_ONLY)
+        yield Observation(sum(r.active() for r in list(self.recorders)), _SYSTEM_ONLY)
 
     def _connections(self, options: CallbackOptions) -> Iterator[Observation]:
         from opentelemetry.metrics import Observation
@@ -117,10 +141,13 @@ def _gauges_of(meter: Meter, side: str) -> _Gauges:
 
 
 class _Recorder:
-    """What both sides record: duration and sizes per method and status, calls in flight."""
+    """What both sides record: duration and sizes per method and status. `active` and
+    `connections` give the calls in flight and the open connections when the gauges are read."""
 
-    def __init__(self, meter: Meter, side: str, connections: Callable[[], int]) -> None:
-        self.active = 0
+    def __init__(
+        self, meter: Meter, side: str, active: Callable[[], int], connections: Callable[[], int]
+    ) -> None:
+        self.active = active
         self.connections = connections
         self._duration = meter.create_histogram(
             f"rpc.{side}.call.duration",
@@ -140,41 +167,47 @@ class _Recorder:
             description="Reply body sizes",
             explicit_bucket_boundaries_advisory=SIZE_BUCKETS,
         )
-        self._labels: dict[tuple[str, str], Labels] = {}
+        self._meter = meter
+        self._histograms = (self._duration, self._request_size, self._response_size)
+        self._recorders: dict[tuple[str, str], CallRecorder] = {}
         _gauges_of(meter, side).recorders.add(self)
 
     def _record(
         self, path: str, status: str, seconds: float, request_size: int, reply_size: int | None
     ) -> None:
-        self.active -= 1
-        key = (path, status)
-        labels = self._labels.get(key)
-        if labels is None:
-            labels = self._labels_for(path, status)
-            if len(self._labels) < _CACHED:
-                self._labels[key] = labels
-        self._duration.record(seconds, labels)
-        self._request_size.record(request_size, labels)
-        if reply_size is not None:
-            self._response_size.record(reply_size, labels)
+        record = self._recorders.get((path, status)) or self._recorder(path, status)
+        record(seconds, request_size, reply_size)
+
+    def _recorder(self, path: str, status: str) -> CallRecorder:
+        """Records a call of `path` that ended with `status` into the three histograms."""
+        recorder = call_recorder(self._meter, self._histograms, self._labels_for(path, status))
+        if len(self._recorders) < _CACHED:
+            self._recorders[path, status] = recorder
+        return recorder
 
     def _labels_for(self, path: str, status: str) -> Labels:
         return _call_labels(path, status)
 
 
 class ServerMetrics(_Recorder):
-    """A server's recorder: an observer of its calls (see `gorpc.observed`)."""
+    """A server's recorder: a `CallObserver` of its calls."""
 
-    def __init__(self, meter: Meter, connections: Callable[[], int], hosted: Container[str]) -> None:
-        super().__init__(meter, "server", connections)
+    def __init__(
+        self,
+        meter: Meter,
+        active: Callable[[], int],
+        connections: Callable[[], int],
+        hosted: Container[str],
+    ) -> None:
+        super().__init__(meter, "server", active, connections)
         self._hosted = hosted
 
-    def call_started(self) -> None:
-        self.active += 1
-
-    def call_ended(self, record: CallRecord) -> None:
-        reply_size = None if record.oneway else record.reply_size
-        self._record(record.path, record.status, record.duration, record.request_size, reply_size)
+    def call_ended(
+        self, path: str, peer: str, status: str, seconds: float, request_size: int, reply_size: int | None
+    ) -> None:
+        # `_record` written out: this runs on every call, and a Python frame is about 1% of one.
+        recorder = self._recorders.get((path, status)) or self._recorder(path, status)
+        recorder(seconds, request_size, reply_size)
 
     def _labels_for(self, path: str, status: str) -> Labels:
         if path in self._hosted:
@@ -194,7 +227,8 @@ class ClientMetrics(_Recorder):
     failover retries and ejections."""
 
     def __init__(self, meter: Meter, connections: Callable[[], int]) -> None:
-        super().__init__(meter, "client", connections)
+        super().__init__(meter, "client", self._in_flight, connections)
+        self._active = 0
         self._retries = meter.create_counter(
             "gorpc.client.failover.retries", unit="{retry}", description="Calls tried again on another node"
         )
@@ -204,17 +238,27 @@ class ClientMetrics(_Recorder):
             description="Nodes left out after their connection failed",
         )
 
+    def _in_flight(self) -> int:
+        return self._active
+
     async def measure_call(self, ctx: CallContext, request: Any, call_next: Next) -> Any:
-        self.active += 1
-        started = time.perf_counter()
+        self._active += 1
+        started = _now()
         try:
             reply = await call_next(ctx, request)
         except BaseException as exc:
             self._ended(ctx, status_name(exc), started)
             raise
-        if ctx.mode is not _UNARY and ctx.mode & _REPLIES:  # an enum's `&` costs a Python call
-            return self._measured_replies(reply, ctx, started)
-        self._ended(ctx, "OK", started)
+        if ctx.mode is not _UNARY:  # (an enum's `&` costs a Python call: unary calls skip it)
+            if ctx.mode & _REPLIES:
+                return self._measured_replies(reply, ctx, started)
+            self._ended(ctx, "OK", started)  # client-streaming
+            return reply
+        # A unary call's sizes are set once it was sent and answered. `_record` written out, as
+        # in ServerMetrics.call_ended.
+        self._active -= 1
+        recorder = self._recorders.get((ctx.method, "OK")) or self._recorder(ctx.method, "OK")
+        recorder(_now() - started, ctx.request_size, None if ctx.oneway else ctx.reply_size)
         return reply
 
     async def _measured_replies(
@@ -238,10 +282,12 @@ class ClientMetrics(_Recorder):
                 self._ended(ctx, status, started)
 
     def _ended(self, ctx: CallContext, status: str, started: float) -> None:
+        """A failed call or an ended stream: the sizes it got to."""
+        self._active -= 1
         if ctx.oneway or (ctx.mode is not _UNARY and ctx.mode & _REPLIES):
             reply_size = None  # no reply, or a stream of them
         else:
-            reply_size = getattr(ctx, "reply_size", 0)  # unset: the call failed first
+            reply_size = getattr(ctx, "reply_size", 0)  # unset: it failed first
         request_size = getattr(ctx, "request_size", 0)
         self._record(ctx.method, status, time.perf_counter() - started, request_size, reply_size)
 

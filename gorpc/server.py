@@ -20,13 +20,19 @@ from gorpc.config import ConfigSource, ServerConfig
 from gorpc.dispatch import Dispatcher
 from gorpc.exceptions import ConfigError, RPCError, Unavailable
 from gorpc.metrics import ServerMetrics
-from gorpc.observed import CallObserver
 from gorpc.plugins import all_codecs, as_registry, make_metrics, make_resolver, make_tracing
 from gorpc.runtime import loop_factory
 from gorpc.server_connection import ServerConnection
 from gorpc.service import MethodTable, Service
 from gorpc.tracing import server_interceptor
-from gorpc.types import HealthReporting, Interceptor, MetricsPlugin, ServiceInstance, TracingPlugin
+from gorpc.types import (
+    CallObserver,
+    HealthReporting,
+    Interceptor,
+    MetricsPlugin,
+    ServiceInstance,
+    TracingPlugin,
+)
 
 logger = logging.getLogger("gorpc.server")
 
@@ -153,8 +159,14 @@ class Server:
             observers.append(AccessLog())
         meter = self.metrics.meter()
         if meter is not None:
-            observers.append(ServerMetrics(meter, lambda: len(self._connections), self._table.methods))
+            observers.append(
+                ServerMetrics(meter, self._calls_running, lambda: len(self._connections), self._table.methods)
+            )
         return observers
+
+    def _calls_running(self) -> int:
+        """Calls running now on every connection, streams and one-way calls included."""
+        return sum(conn.running + conn.streams for conn in list(self._connections))
 
     async def _listen(self) -> asyncio.Server | memory.MemoryListener:
         loop = asyncio.get_running_loop()

@@ -159,6 +159,18 @@ class TracingPlugin(Protocol):
         ...
 
 
+class CallObserver(Protocol):
+    """Told of each server call as it ends (the access log, metrics). It runs on the event loop
+    for every call, so it must be quick."""
+
+    def call_ended(
+        self, path: str, peer: str, status: str, seconds: float, request_size: int, reply_size: int | None
+    ) -> None:
+        """`status` is a StatusCode's name; sizes are bodies as sent (reply_size None: not counted,
+        for a one-way call or a stream)."""
+        ...
+
+
 class MetricsPlugin(Protocol):
     """Gives the meter RPC metrics are recorded with (see `gorpc.metrics`). It may also have
     `close()`, which servers and clients call when they made the plugin from its name."""

@@ -8,10 +8,12 @@ prometheus-client.
     address = "127.0.0.1:9464"     # where /metrics is served; port 0 picks a free one
 
 The core records through the OpenTelemetry metrics API; the meter here implements that API by
-aggregating in place (a lock, a bisect and two additions per measurement, about 0.3 µs), and
-prometheus-client serves the aggregates as metric families. OpenTelemetry's SDK with its Prometheus
-reader does the same in about 9 µs per measurement, as much as a whole gorpc call, so a server
-would lose most of its throughput to its own metrics.
+aggregating itself, and prometheus-client serves the aggregates as metric families. OpenTelemetry's
+SDK with its Prometheus reader takes about 9 µs per measurement, as much as a whole gorpc call, so
+a server would lose most of its throughput to its own metrics. Here a call's three measurements
+are one Python call with the labels resolved beforehand and no lock (`bind_histograms`), about
+0.4 µs. (Counting them in batches on a thread of the endpoint instead measured slower: the thread
+takes the GIL from the event loop.)
 
 Names follow OpenTelemetry's Prometheus mapping: dots become underscores, the unit becomes a suffix
 (`rpc.server.call.duration` in s -> `rpc_server_call_duration_seconds`, sizes -> `_bytes`), counters
@@ -41,8 +43,6 @@ from gorpc.metrics import Labels
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 _UNITS = {"s": "seconds", "ms": "milliseconds", "By": "bytes"}
 _NO_LABELS = Labels({})
-_bisect = bisect.bisect_left
-_BY_ID = 4096  # label objects remembered by identity per histogram
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,43 +76,47 @@ def _prometheus_labels(labels: Labels) -> dict[str, str]:
 
 
 class _Histogram(api.Histogram):
+    """Counts per bucket and a sum, per label set. `record()` (the API) takes a lock; the meter's
+    `bind_histograms` gives each recording thread series of its own, written without one. A scrape
+    adds the series up."""
+
     def __init__(
         self, name: str, unit: str = "", description: str = "", buckets: Sequence[float] | None = None
     ) -> None:
         self.name, self.unit, self.description = name, unit, description
         self.bounds = tuple(buckets or DEFAULT_BUCKETS)
-        self._series: dict[Labels, list[float]] = {}  # per label set: a count per bucket (+Inf last), the sum
-        self._by_id: dict[int, tuple[Labels, list[float]]] = {}
+        # Per label set and thread (0: shared, under the lock): a count per bucket (+Inf last), the sum.
+        self._series: dict[tuple[Labels, int], list[float]] = {}
         self._lock = threading.Lock()
 
     def record(
         self, amount: float, attributes: Mapping[str, Any] | None = None, context: Context | None = None
     ) -> None:
-        # gorpc passes the same Labels object for each method and status: found by its id (an int
-        # hash, no Python-level __hash__), checked by identity (the entry keeps it alive, so its id
-        # cannot be reused while it is here).
-        known = self._by_id.get(id(attributes))
-        series = known[1] if known is not None and known[0] is attributes else self._series_for(attributes)
-        index = _bisect(self.bounds, amount)
+        series = self.series(_labels(attributes), 0)
+        index = bisect.bisect_left(self.bounds, amount)
         with self._lock:
             series[index] += 1
             series[-1] += amount
 
-    def _series_for(self, attributes: Mapping[str, Any] | None) -> list[float]:
-        labels = _labels(attributes)
-        with self._lock:
-            series = self._series.setdefault(labels, [0.0] * (len(self.bounds) + 2))
-            if attributes is labels and len(self._by_id) < _BY_ID:
-                self._by_id[id(labels)] = (labels, series)
+    def series(self, labels: Labels, thread: int) -> list[float]:
+        """The series for `labels` that `thread` writes (0: any thread, under the lock)."""
+        series = self._series.get((labels, thread))
+        if series is None:
+            with self._lock:
+                series = self._series.setdefault((labels, thread), [0.0] * (len(self.bounds) + 2))
         return series
 
     def collect(self) -> Metric:
+        totals: dict[Labels, list[float]] = {}
         with self._lock:
-            series = {labels: list(values) for labels, values in self._series.items()}
+            for (labels, _), values in self._series.items():
+                total = totals.setdefault(labels, [0.0] * len(values))
+                for i, value in enumerate(values):
+                    total[i] += value
         name = prometheus_name(self.name, self.unit)
         family = Metric(name, self.description, "histogram")
         bounds = (*map(str, self.bounds), "+Inf")
-        for labels, values in series.items():
+        for labels, values in totals.items():
             tags = _prometheus_labels(labels)
             cumulative = 0.0
             for bound, count in zip(bounds, values[:-1], strict=True):
@@ -286,6 +290,31 @@ class PrometheusMeter(api.Meter, Collector):
     ) -> api.ObservableGauge:
         made = self._get(name, lambda: _ObservableGauge(name, callbacks, unit, description), callbacks)
         return made  # type: ignore[no-any-return]
+
+    def bind_histograms(
+        self, histograms: Sequence[Any], labels: Labels
+    ) -> Callable[[float, int, int | None], None]:
+        """For gorpc's recorders (see `gorpc.metrics.call_recorder`): one function recording a call's
+        duration, request size and reply size (None: not counted) into these three histograms, with
+        the labels resolved now and series of the calling thread's own, so a call costs one Python
+        call, three bisects and six additions: no lookup and no lock (only this thread writes
+        them; a scrape reading one mid-update at worst sees a count without its sum)."""
+        thread = threading.get_ident()
+        (duration, d_bounds), (request, q_bounds), (reply, r_bounds) = (
+            (h.series(labels, thread), h.bounds) for h in histograms
+        )
+        bucket = bisect.bisect_left
+
+        def record(seconds: float, request_size: int, reply_size: int | None) -> None:
+            duration[bucket(d_bounds, seconds)] += 1
+            duration[-1] += seconds
+            request[bucket(q_bounds, request_size)] += 1
+            request[-1] += request_size
+            if reply_size is not None:
+                reply[bucket(r_bounds, reply_size)] += 1
+                reply[-1] += reply_size
+
+        return record
 
     def collect(self) -> Iterator[Any]:
         with self._lock:
