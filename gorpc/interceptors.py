@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from gorpc.context import CallContext
@@ -24,3 +24,32 @@ def _bind(interceptor: Interceptor, next_call: Next) -> Next:
 
     bound.__qualname__ = f"bound({getattr(interceptor, '__qualname__', interceptor)!s})"
     return bound
+
+
+async def watched_replies(
+    replies: AsyncIterator[Any],
+    on_end: Callable[[BaseException | None], object],
+    on_reply: Callable[[], object] | None = None,
+) -> AsyncIterator[Any]:
+    """`replies` (a stream call's, as an interceptor sees them), calling `on_reply()` for each and
+    `on_end(error)` once when the stream is over: its error, or None when it ended or the caller
+    stopped reading early. `replies` is closed first. For interceptors that span a whole stream."""
+    failed: BaseException | None = None
+    try:
+        async for reply in replies:
+            if on_reply is not None:
+                on_reply()
+            yield reply
+    except GeneratorExit:  # the caller stopped reading: not an error
+        raise
+    except BaseException as exc:
+        failed = exc
+        raise
+    finally:
+        try:
+            aclose = getattr(replies, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            on_end(failed)
+            failed = None  # no reference cycle through the error's traceback

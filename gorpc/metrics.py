@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable, Container, Iterator, Mappin
 from typing import TYPE_CHECKING, Any
 
 from gorpc.context import CallContext
+from gorpc.interceptors import watched_replies
 from gorpc.kinds import StreamMode
 from gorpc.semconv import OTHER, SYSTEM, call_attributes, status_name
 from gorpc.types import Next
@@ -261,25 +262,13 @@ class ClientMetrics(_Recorder):
         recorder(_now() - started, ctx.request_size, None if ctx.oneway else ctx.reply_size)
         return reply
 
-    async def _measured_replies(
+    def _measured_replies(
         self, replies: AsyncIterator[Any], ctx: CallContext, started: float
     ) -> AsyncIterator[Any]:
-        status = "OK"
-        try:
-            async for reply in replies:
-                yield reply
-        except GeneratorExit:  # the caller stopped reading: not a failure
-            raise
-        except BaseException as exc:
-            status = status_name(exc)
-            raise
-        finally:
-            try:
-                aclose = getattr(replies, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-            finally:
-                self._ended(ctx, status, started)
+        def end(error: BaseException | None) -> None:
+            self._ended(ctx, "OK" if error is None else status_name(error), started)
+
+        return watched_replies(replies, end)
 
     def _ended(self, ctx: CallContext, status: str, started: float) -> None:
         """A failed call or an ended stream: the sizes it got to."""

@@ -15,6 +15,7 @@ A stream is one span from its start until its last message, with a `message` eve
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gorpc.context import CallContext
+from gorpc.interceptors import watched_replies
 from gorpc.kinds import StreamMode
 from gorpc.semconv import call_attributes, host_and_port, status_name
 from gorpc.types import Interceptor, Next
@@ -142,30 +144,17 @@ async def _messages(
             yield request
 
 
-async def _spanned_replies(
-    replies: AsyncIterator[Any], span: trace.Span, direction: str
-) -> AsyncIterator[Any]:
+def _spanned_replies(replies: AsyncIterator[Any], span: trace.Span, direction: str) -> AsyncIterator[Any]:
     """`replies`, with a message event each, and `span` ended after the last one or the error."""
-    count = 0
-    failed: BaseException | None = None
-    try:
-        async for reply in replies:
-            count += 1
-            span.add_event("message", {"rpc.message.type": direction, "rpc.message.id": count})
-            yield reply
-    except GeneratorExit:  # the caller stopped reading early: not an error
-        raise
-    except BaseException as exc:
-        failed = exc
-        raise
-    finally:
-        try:
-            aclose = getattr(replies, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        finally:
-            if failed is not None:
-                _end_failed(span, failed)
-            else:
-                _end_ok(span)
-            failed = None  # no reference cycle through the error's traceback
+    ids = itertools.count(1)
+
+    def message() -> None:
+        span.add_event("message", {"rpc.message.type": direction, "rpc.message.id": next(ids)})
+
+    def end(error: BaseException | None) -> None:
+        if error is None:
+            _end_ok(span)
+        else:
+            _end_failed(span, error)
+
+    return watched_replies(replies, end, message)

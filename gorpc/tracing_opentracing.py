@@ -20,6 +20,7 @@ from opentracing import Format, InvalidCarrierException, SpanContextCorruptedExc
 from opentracing.ext import tags
 
 from gorpc.context import CallContext
+from gorpc.interceptors import watched_replies
 from gorpc.kinds import StreamMode
 from gorpc.types import Interceptor, Next
 
@@ -90,28 +91,23 @@ def server_interceptor(tracer_for: TracerFor) -> Interceptor:
     return trace_server_call
 
 
-async def _traced_replies(
-    replies: AsyncIterator[Any], span: opentracing.Span, end: Callable[[], object]
+def _traced_replies(
+    replies: AsyncIterator[Any], span: opentracing.Span, finish: Callable[[], object]
 ) -> AsyncIterator[Any]:
-    """`replies`, with `span` ended (by `end`) after the last one or the stream's error."""
-    count = 0
-    try:
-        async for reply in replies:
-            count += 1
-            yield reply
-    except GeneratorExit:  # the caller stopped reading early: not an error
-        raise
-    except BaseException as exc:
-        _mark_error(span, exc)
-        raise
-    finally:
-        span.set_tag("rpc.stream.replies", count)
-        aclose = getattr(replies, "aclose", None)
-        try:
-            if aclose is not None:
-                await aclose()
-        finally:
-            end()
+    """`replies`, with `span` finished (by `finish`) after the last one or the stream's error."""
+    replied = 0
+
+    def reply() -> None:
+        nonlocal replied
+        replied += 1
+
+    def end(error: BaseException | None) -> None:
+        if error is not None:
+            _mark_error(span, error)
+        span.set_tag("rpc.stream.replies", replied)
+        finish()
+
+    return watched_replies(replies, end, reply)
 
 
 def _mark_error(span: opentracing.Span, exc: BaseException) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 
 import pytest
 from gorpc_metrics.prometheus import PrometheusMetrics
@@ -179,3 +180,35 @@ async def test_with_metrics_off_nothing_is_on_the_call_path(pair):
     assert server.config.metrics == client.config.metrics == "none"
     assert client.interceptors == ()
     assert server._dispatcher is not None and server._dispatcher._observers == ()
+
+
+class Counter(Service):
+    name = "test.Counter"
+
+    async def Up(self, n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    async def Broken(self, n: int) -> AsyncIterator[int]:
+        yield 0
+        raise ValueError("broken stream")
+
+
+async def test_a_stream_is_one_call_measured_until_its_end():
+    metrics = PrometheusMetrics({"address": "127.0.0.1:0"})
+    server = Server(address="127.0.0.1:0", metrics=metrics)
+    server.register(Counter())
+    async with server, Client(server.address, metrics=metrics) as client:
+        assert [n async for n in client.stream("/test.Counter/Up", 5)] == [0, 1, 2, 3, 4]
+        with pytest.raises(RemoteError):
+            _ = [n async for n in client.stream("/test.Counter/Broken", 5)]
+        samples = await asyncio.to_thread(scrape, metrics.address)
+    metrics.close()
+    for side in ("server", "client"):
+        duration = f"rpc_{side}_call_duration_seconds_count"
+        assert value(samples, duration, rpc_method="Up", rpc_response_status_code="OK") == 1
+        assert value(samples, duration, rpc_method="Broken", rpc_response_status_code="REMOTE_ERROR") == 1
+        # A stream's replies are not counted in sizes.
+        replies = samples.get(f"rpc_{side}_response_size_bytes_count", [])
+        assert sum(s.value for s in replies if s.labels["rpc_method"] == "Up") == 0
+        assert value(samples, f"gorpc_{side}_calls_active") == 0
