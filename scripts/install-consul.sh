@@ -8,7 +8,7 @@
 set -euo pipefail
 
 if command -v consul >/dev/null 2>&1; then
-  consul version | head -n 1
+  consul version | awk 'NR == 1'  # awk reads it all: head would leave consul a SIGPIPE (exit 141 under pipefail)
   exit 0
 fi
 
@@ -45,4 +45,4 @@ if [ "$before" != "$after" ]; then
   echo "install-consul: apt's sources changed; they must be left as they were" >&2
   exit 1
 fi
-consul version | head -n 1
+consul version | awk 'NR == 1'
