@@ -100,6 +100,7 @@ class Client:
         self._pool = ConnectionPool(
             ssl=ssl if ssl is not None else cfg.ssl_context(),
             connect_timeout=cfg.connect_timeout,
+            per_host=cfg.connections_per_host,
             max_message_size=cfg.max_message_size,
             heartbeat_interval=cfg.heartbeat_interval,
             heartbeat_timeout=cfg.heartbeat_timeout,

@@ -59,6 +59,11 @@ class ClientConnection(Connection):
         self._last_taken: int | None = None  # from a closing server's final GOAWAY
         self._limit = limits["max_message_size"]
 
+    @property
+    def calls_in_flight(self) -> int:
+        """Calls waiting for their replies on this connection, streams included."""
+        return len(self._pending) + len(self._streams)
+
     def info(self) -> ConnectionInfo:
         """What this connection is doing now."""
         transport = self.transport
@@ -71,7 +76,7 @@ class ClientConnection(Connection):
             peer=self.peer,
             local=local_name(transport) if transport is not None else "",
             state=state,
-            calls_in_flight=len(self._pending) + len(self._streams),
+            calls_in_flight=self.calls_in_flight,
             writable=self.writable,
             write_buffered=transport.get_write_buffer_size() if transport is not None else 0,
             peer_certificate=transport.get_extra_info("peercert") if transport is not None else None,

@@ -123,6 +123,7 @@ class ServerConfig(_CommonConfig):
     advertise_address: str | None = None  # what the resolver registers, if not `address`
     grace: float = 5.0  # seconds in-flight calls get to finish on a graceful stop
     max_workers: int | None = None  # thread pool for plain `def` handlers (None: Python's default)
+    workers: int | str = 1  # processes serving the address (see gorpc.workers); "auto": one per core
     # Registered with each service; numbers are written as strings (weight = 3 -> "3").
     metadata: Mapping[str, str | int | float] = field(default_factory=dict)
     # Per connection; further requests wait unread, which slows the client down (TCP backpressure).
@@ -143,9 +144,18 @@ class ServerConfig(_CommonConfig):
             parse_address(self.advertise_address)
         _require(self.grace >= 0, "grace must be >= 0")
         _require(self.max_workers is None or self.max_workers > 0, "max_workers must be > 0")
+        _require(
+            self.workers == "auto" or (isinstance(self.workers, int) and self.workers >= 1),
+            'workers must be >= 1 or "auto"',
+        )
         _require(self.max_concurrent_calls > 0, "max_concurrent_calls must be > 0")
         _require(self.max_concurrent_streams > 0, "max_concurrent_streams must be > 0")
         object.__setattr__(self, "metadata", MappingProxyType({k: str(v) for k, v in self.metadata.items()}))
+
+    @property
+    def worker_count(self) -> int:
+        """How many processes serve: `workers`, with "auto" meaning one per core."""
+        return (os.cpu_count() or 1) if self.workers == "auto" else int(self.workers)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """A server TLS context from the PEM files, or None without `tls_cert`."""
@@ -168,6 +178,7 @@ class ClientConfig(_CommonConfig):
     balancer: Any = "round_robin"  # a name, or a zero-argument Balancer factory
     timeout: float | None = None  # default per-call timeout in seconds
     connect_timeout: float = 5.0
+    connections_per_host: int = 1  # connections to each address; calls go to the least busy
     tls: bool = False  # TLS with the system's CAs (implied by tls_ca / tls_cert)
     fail_mode: str = "failover"  # or "failfast": see gorpc.failover
     retries: int = 2  # failover: further nodes tried after the first
@@ -183,6 +194,7 @@ class ClientConfig(_CommonConfig):
         _check_plugin(plugins.BALANCERS, self.balancer)
         _require(self.timeout is None or self.timeout > 0, "timeout must be > 0")
         _require(self.connect_timeout > 0, "connect_timeout must be > 0")
+        _require(1 <= self.connections_per_host <= 64, "connections_per_host must be 1..64")
         _require(self.fail_mode in FAIL_MODES, f"fail_mode must be one of {FAIL_MODES}")
         _require(self.retries >= 0, "retries must be >= 0")
         _require(0 < self.eject_time <= self.eject_time_max, "eject_time must be > 0 and <= eject_time_max")

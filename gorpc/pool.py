@@ -1,4 +1,5 @@
-"""One multiplexed connection per address, opened on first use and again after it is lost."""
+"""A client's multiplexed connections per address (one by default), opened on first use and again
+after one is lost."""
 
 from __future__ import annotations
 
@@ -13,13 +14,25 @@ from gorpc.exceptions import ConfigError, ConnectionFailed
 
 
 class ConnectionPool:
-    """A client's connections, one per address, opened on first use and again after a loss."""
+    """A client's connections: `per_host` to each address (1 by default), opened on first use and
+    again after a loss. With more than one, each call goes to the open connection with the fewest
+    calls in flight, and the others are opened in the background as calls come (several server
+    worker processes behind one address each get some)."""
 
-    def __init__(self, *, ssl: ssl_module.SSLContext | None, connect_timeout: float, **limits: Any) -> None:
+    def __init__(
+        self,
+        *,
+        ssl: ssl_module.SSLContext | None,
+        connect_timeout: float,
+        per_host: int = 1,
+        **limits: Any,
+    ) -> None:
         self._ssl = ssl
         self._connect_timeout = connect_timeout
+        self._per_host = per_host
         self._limits = limits
-        self._open: dict[str, ClientConnection] = {}
+        self._open: dict[str, ClientConnection] = {}  # per_host == 1: the connection to each address
+        self._groups: dict[str, list[ClientConnection]] = {}  # per_host > 1: the open ones
         self._connecting: dict[str, asyncio.Task[ClientConnection]] = {}
         self._all: set[ClientConnection] = set()  # open and draining, for close()
 
@@ -29,25 +42,40 @@ class ConnectionPool:
 
     def get_open(self, address: str) -> ClientConnection | None:
         """The usable connection to `address`, if there is one (the call path's fast path)."""
-        conn = self._open.get(address)
-        return conn if conn is not None and conn.is_open else None
+        if self._per_host == 1:
+            conn = self._open.get(address)
+            return conn if conn is not None and conn.is_open else None
+        return self._least_loaded(address)
+
+    def _least_loaded(self, address: str) -> ClientConnection | None:
+        """Of the open connections to `address`, the one with the fewest calls in flight; while
+        there are fewer than `per_host`, another is opened in the background."""
+        group = self._groups.get(address)
+        if not group:
+            return None
+        if len(group) < self._per_host and address not in self._connecting:
+            self._start_connecting(address)
+        best = min(group, key=_in_flight) if len(group) > 1 else group[0]
+        return best if best.is_open else None
 
     async def connect(self, address: str) -> ClientConnection:
         """The connection to `address`, opening it if needed; concurrent callers share one attempt."""
         conn = self.get_open(address)
         if conn is not None:
             return conn
-        task = self._connecting.get(address)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._open_connection(address))
-            self._connecting[address] = task
-            task.add_done_callback(lambda t: self._connect_done(address, t))
+        task = self._connecting.get(address) or self._start_connecting(address)
         try:
             return await asyncio.shield(task)  # one caller's timeout must not cancel the others' connect
         finally:
             # A failed attempt holds its error, whose traceback holds this frame: without this,
             # frame -> task -> error -> frame is a cycle keeping the caller's request alive.
             del task
+
+    def _start_connecting(self, address: str) -> asyncio.Task[ClientConnection]:
+        task = asyncio.get_running_loop().create_task(self._open_connection(address))
+        self._connecting[address] = task
+        task.add_done_callback(lambda t: self._connect_done(address, t))
+        return task
 
     def _connect_done(self, address: str, task: asyncio.Task[ClientConnection]) -> None:
         self._connecting.pop(address, None)
@@ -82,14 +110,23 @@ class ConnectionPool:
             ) from exc
         except (OSError, ssl_module.SSLError) as exc:
             raise ConnectionFailed(f"cannot connect to {address}: {exc}", unprocessed=True) from exc
-        self._open[address] = conn
+        if self._per_host == 1:
+            self._open[address] = conn
+        else:
+            self._groups.setdefault(address, []).append(conn)
         self._all.add(conn)
         conn.closed.add_done_callback(lambda _: self._all.discard(conn))
         return conn
 
     def _forget(self, conn: ClientConnection) -> None:
+        """`conn` takes no more calls (lost, or draining after GOAWAY)."""
         if self._open.get(conn.address) is conn:
             del self._open[conn.address]
+        group = self._groups.get(conn.address)
+        if group is not None and conn in group:
+            group.remove(conn)
+            if not group:
+                del self._groups[conn.address]
 
     async def close(self, reason: str) -> None:
         """Close every connection, open or draining, and wait until each is closed. Calls still in
@@ -101,3 +138,7 @@ class ConnectionPool:
             conn.fail_pending(reason)
             conn.close()
         await asyncio.gather(*(conn.closed for conn in conns))
+
+
+def _in_flight(conn: ClientConnection) -> int:
+    return conn.calls_in_flight

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
+import socket
 import ssl as ssl_module
 import stat
 from collections.abc import Sequence
@@ -83,6 +85,10 @@ class Server:
         self.health = serving.HealthStatuses()
         self.health.add_listener(self._health_changed)
         self._reports: set[asyncio.Task[None]] = set()
+        # As one of several worker processes (see gorpc.workers): the listening socket inherited
+        # from the supervisor (None: listen with SO_REUSEPORT), and no registration of its own.
+        self._worker = False
+        self._inherited: socket.socket | None = None
 
     @property
     def tracing(self) -> TracingPlugin:
@@ -175,9 +181,20 @@ class Server:
             if isinstance(address, MemoryAddress):
                 return memory.listen(address.name, self._new_connection)
             if isinstance(address, UnixAddress):
+                if self._inherited is not None:
+                    return await loop.create_unix_server(
+                        self._new_connection, sock=self._inherited, ssl=self._ssl
+                    )
                 return await loop.create_unix_server(self._new_connection, address.path, ssl=self._ssl)
+            if self._inherited is not None:
+                return await loop.create_server(self._new_connection, sock=self._inherited, ssl=self._ssl)
             return await loop.create_server(
-                self._new_connection, address.host, address.port, ssl=self._ssl, reuse_address=True
+                self._new_connection,
+                address.host,
+                address.port,
+                ssl=self._ssl,
+                reuse_address=True,
+                reuse_port=True if self._worker else None,
             )
         except OSError as exc:
             raise Unavailable(f"cannot listen on {self.config.address}: {exc}") from exc
@@ -213,6 +230,8 @@ class Server:
         return str(TcpAddress(address.host or host, port))
 
     async def _register(self) -> None:
+        if self._worker:
+            return  # the supervisor's registrar registers the address, once for all workers
         advertised = self.config.advertise_address or self.address
         for name in self.services:
             instance = ServiceInstance(name, advertised, {k: str(v) for k, v in self.config.metadata.items()})
@@ -327,8 +346,8 @@ class Server:
         self._listener.close()
         await self._listener.wait_closed()
         address = parse_address(self.config.address)
-        if isinstance(address, UnixAddress) and _is_socket(address.path):
-            os.unlink(address.path)
+        if isinstance(address, UnixAddress) and _is_socket(address.path) and not self._worker:
+            os.unlink(address.path)  # a worker's is the supervisor's to remove
 
     async def wait_stopped(self) -> None:
         """Return once the server has stopped."""
@@ -346,9 +365,41 @@ class Server:
     # -- blocking entry point ---------------------------------------------------------------------
 
     def serve(self) -> None:
-        """Start, serve until SIGINT or SIGTERM, then stop gracefully. Blocks."""
+        """Start, serve until SIGINT or SIGTERM, then stop gracefully. Blocks. With `workers` > 1
+        this process supervises that many worker processes instead (see `gorpc.workers`) and exits
+        with the supervisor's code."""
+        count = self.config.worker_count
+        if count > 1 and not self._worker:
+            from gorpc.workers import Supervisor
+
+            code = Supervisor(self, count).run()
+            if code:
+                raise SystemExit(code)
+            return
         with asyncio.Runner(loop_factory=loop_factory(self.config.uvloop)) as runner:
             runner.run(self.serve_until_signal())
+
+    def become_worker(self, address: str, inherited: socket.socket | None) -> None:
+        """Make this server (a forked copy, not started) one worker of `address`: it accepts on the
+        `inherited` listening socket, or with None listens there with SO_REUSEPORT; it leaves
+        registration to the supervisor's registrar. Called by `gorpc.workers` only."""
+        self._worker = True
+        self._inherited = inherited
+        self.config = dataclasses.replace(self.config, address=address, workers=1)
+
+    async def hold_registration(self, address: str, stop: asyncio.Event) -> None:
+        """The supervisor's registrar: register `address` for the hosted services, keep it (and
+        its health) until `stop` is set, then deregister. Called by `gorpc.workers` only."""
+        self.address = address
+        for name in self.services:
+            self.health.set(name, serving.ServingStatus.SERVING)
+        try:
+            await self._register()
+            await stop.wait()
+        finally:
+            self._stopping = True
+            await self._deregister()
+            await self._close_plugins()
 
     async def serve_until_signal(self) -> None:
         """`serve()` in async code: start, serve until SIGINT or SIGTERM, then stop gracefully (so

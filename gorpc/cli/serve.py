@@ -21,8 +21,11 @@ DESCRIPTION = """Run a server for one or more service classes until SIGINT or SI
 Each SERVICE is module:Name, where Name is a Service subclass (made with no arguments), a Service
 instance, or a function returning one. The current directory is importable, as with python -m.
 
+With --workers N, N processes serve the address (each imports the services itself, as forked copies
+of this one) under a supervisor that restarts any that exits and registers the address once.
+
 example:
-  gorpc serve mypkg.greeter:Greeter --address 127.0.0.1:8000 --config gorpc.toml"""
+  gorpc serve mypkg.greeter:Greeter --address 127.0.0.1:8000 --config gorpc.toml --workers auto"""
 
 
 def add_parser(commands: Any) -> None:
@@ -33,6 +36,11 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--config", metavar="FILE", help="a gorpc TOML file; its [server] and [plugins.*] apply"
+    )
+    parser.add_argument(
+        "--workers",
+        metavar="N",
+        help='worker processes serving the address ("auto": one per core); default: the config\'s, else 1',
     )
     parser.add_argument("--no-reflection", action="store_true", help="do not answer gorpc describe")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -45,11 +53,22 @@ def run(args: argparse.Namespace) -> ExitCode:
         sys.path.insert(0, os.getcwd())
     services = [load_service(spec) for spec in args.services]
     server = Server(
-        address=args.address, config=args.config, reflection=False if args.no_reflection else None
+        address=args.address,
+        config=args.config,
+        reflection=False if args.no_reflection else None,
+        workers=_workers(args.workers),
     )
     server.register(*services)
     server.serve()
     return ExitCode.OK
+
+
+def _workers(text: str | None) -> int | str | None:
+    if text is None or text == "auto":
+        return text
+    if not text.isdigit():
+        raise ConfigError(f'--workers {text!r}: a number of processes, or "auto"')
+    return int(text)
 
 
 def load_service(spec: str) -> Service:

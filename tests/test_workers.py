@@ -1,0 +1,105 @@
+"""Worker processes: several processes on one address under a supervisor (`workers = N`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from gorpc import Client
+from gorpc.testing import eventually, server_process
+
+from .consul_helpers import consul_plugins
+
+PID = "/test.Pids/Pid"
+# The kernel hashes each new connection to one of the workers' sockets (SO_REUSEPORT): with 16,
+# the chance that all land on one of two workers is 1 in 32,768.
+SPREAD = 16
+
+
+def serve_workers(*extra: str):
+    argv = ["-m", "gorpc", "serve", "tests.worker_service:Pids", "--address", "127.0.0.1:0", "--workers", "2"]
+    return server_process([*argv, *extra])
+
+
+def serving_lines(server) -> int:
+    return sum(1 for line in list(server.output) if "serving test.Pids on" in line)
+
+
+async def pids_answering(client: Client, want: int) -> set[int]:
+    """Call until `want` different processes have answered."""
+    seen: set[int] = set()
+
+    async def enough() -> bool:
+        seen.update(await asyncio.gather(*(client.call(PID) for _ in range(8))))
+        return len(seen) >= want
+
+    await eventually(enough, timeout=10)
+    return seen
+
+
+@pytest.mark.asyncio
+async def test_two_workers_share_the_address_and_a_killed_one_is_started_again():
+    with serve_workers() as server:
+        await eventually(lambda: serving_lines(server) == 2, timeout=20)
+        async with Client(server.address, connections_per_host=SPREAD) as client:
+            first = await pids_answering(client, 2)
+            assert os.getpid() not in first and server.process.pid not in first
+            doomed = min(first)
+            os.kill(doomed, signal.SIGKILL)
+            # The supervisor logs it and starts a new worker; calls reach it on new connections.
+            await eventually(lambda: serving_lines(server) == 3, timeout=20)
+        async with Client(server.address, connections_per_host=SPREAD) as client:
+            after = await pids_answering(client, 2)
+        assert doomed not in after and len(after) == 2
+        assert any(
+            f"worker 0 (pid {doomed})" in line or f"worker 1 (pid {doomed})" in line for line in server.output
+        )
+        assert any("exited (signal SIGKILL)" in line for line in server.output)
+        assert server.stop() == 0
+
+
+@pytest.mark.asyncio
+async def test_sigterm_stops_every_worker_gracefully_with_calls_in_flight():
+    with serve_workers() as server:
+        await eventually(lambda: serving_lines(server) == 2, timeout=20)
+        async with Client(server.address, connections_per_host=SPREAD) as client:
+            await pids_answering(client, 2)  # connections open to both workers
+            calls = [asyncio.create_task(client.call("/test.Pids/Work", 1.0)) for _ in range(8)]
+            await eventually(lambda: sum("working in" in line for line in list(server.output)) == 8)
+            stopped = asyncio.get_running_loop().run_in_executor(None, server.stop)
+            replies = await asyncio.gather(*calls)  # none lost: each worker drained its calls
+            assert len(set(replies)) == 2
+            assert await stopped == 0
+
+
+@pytest.mark.consul
+@pytest.mark.asyncio
+async def test_the_supervisor_registers_the_address_once_and_deregisters_it_first(tmp_path):
+    from gorpc_consul.testing import dev_agent
+
+    with dev_agent() as agent:
+        config = tmp_path / "gorpc.toml"
+        config.write_text(
+            f'[server]\nresolver = "consul"\n[plugins.consul]\naddress = "{agent.http_address}"\n'
+            'prefix = "workers"\n'
+        )
+        with serve_workers("--config", str(config)) as server:
+            await eventually(lambda: serving_lines(server) == 2, timeout=20)
+
+            def registered():
+                return agent.get("/kv/workers/test.Pids/?recurse=true") or []
+
+            await eventually(lambda: len(registered()) == 1, timeout=10)
+            [entry] = registered()
+            assert entry["Key"] == f"workers/test.Pids/{server.address}"
+            services = agent.get("/agent/services")
+            assert [s["Service"] for s in services.values()] == ["test-pids"]  # one agent service (a DNS label)
+            plugins = consul_plugins(agent.http_address, prefix="workers")
+            async with Client("test.Pids", resolver="consul", plugins=plugins) as client:
+                assert isinstance(await client.call(PID), int)
+            assert server.stop() == 0
+        assert registered() == []
+        assert agent.get("/agent/services") == {}
