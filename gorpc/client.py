@@ -551,7 +551,7 @@ class Client:
     def _make_selector(self) -> Selector:
         assert self._resolver is not None, "resolved calls have a resolver"
         resolver = as_resolver(self._resolver.plugin, self.config)
-        self._selector = Selector(resolver, self._balancers, self._ejections)
+        self._selector = Selector(resolver, self._balancers, self._ejections, self.config.watch_expiry)
         return self._selector
 
     async def _wait(self, awaitable: Awaitable[T], ctx: CallContext) -> T:

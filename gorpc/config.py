@@ -179,6 +179,7 @@ class ClientConfig(_CommonConfig):
     timeout: float | None = None  # default per-call timeout in seconds
     connect_timeout: float = 5.0
     connections_per_host: int = 1  # connections to each address; calls go to the least busy
+    watch_expiry: float = 300.0  # stop watching a service no call used for this long (seconds)
     tls: bool = False  # TLS with the system's CAs (implied by tls_ca / tls_cert)
     fail_mode: str = "failover"  # or "failfast": see gorpc.failover
     retries: int = 2  # failover: further nodes tried after the first
@@ -195,6 +196,7 @@ class ClientConfig(_CommonConfig):
         _require(self.timeout is None or self.timeout > 0, "timeout must be > 0")
         _require(self.connect_timeout > 0, "connect_timeout must be > 0")
         _require(1 <= self.connections_per_host <= 64, "connections_per_host must be 1..64")
+        _require(self.watch_expiry > 0, "watch_expiry must be > 0")
         _require(self.fail_mode in FAIL_MODES, f"fail_mode must be one of {FAIL_MODES}")
         _require(self.retries >= 0, "retries must be >= 0")
         _require(0 < self.eject_time <= self.eject_time_max, "eject_time must be > 0 and <= eject_time_max")

@@ -32,6 +32,7 @@ class _ServiceEntry:
         "usable",
         "usable_of",
         "usable_version",
+        "used",
         "watcher",
     )
 
@@ -45,6 +46,7 @@ class _ServiceEntry:
         self.usable_version = -1
         self.first: asyncio.Task[None] | None = None
         self.watcher: asyncio.Task[None] | None = None
+        self.used = True  # a call picked from it since the last sweep (see Selector._sweep)
 
 
 class Selector:
@@ -55,11 +57,15 @@ class Selector:
         resolver: Resolver,
         balancer_factory: Callable[[], Balancer],
         ejections: Ejections | None = None,
+        watch_expiry: float | None = None,
     ) -> None:
         self.resolver = resolver
         self._balancer_factory = balancer_factory
         self._ejections = ejections
         self._entries: dict[str, _ServiceEntry] = {}
+        # A service no call has picked for this long stops being watched (None: never).
+        self._watch_expiry = watch_expiry
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def select(self, service: str, ctx: CallContext, avoid: Collection[str] = ()) -> Node:
         """A node for this call, not one of the addresses in `avoid` (those already tried).
@@ -81,6 +87,7 @@ class Selector:
         return self._pick(service, entry, ctx, avoid)
 
     def _pick(self, service: str, entry: _ServiceEntry, ctx: CallContext, avoid: Collection[str]) -> Node:
+        entry.used = True
         nodes = self._usable(entry)
         if not nodes:
             raise NoNodesAvailable(service, "the resolver lists no instance")
@@ -133,12 +140,29 @@ class Selector:
             raise Unavailable(f"cannot resolve service {service!r}: {exc}") from exc
         entry.nodes = list(nodes)
         entry.watcher = asyncio.get_running_loop().create_task(self._watch(service, entry))
+        if self._watch_expiry is not None and self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(self._watch_expiry))
+
+    async def _sweep(self, expiry: float) -> None:
+        """Every `expiry` / 2 seconds, stop watching the services no call picked since the last
+        sweep: a client that called a thousand services once holds no thousand watches. The next
+        call of such a service looks it up again."""
+        while True:
+            await asyncio.sleep(expiry / 2)
+            for service, entry in list(self._entries.items()):
+                if entry.used or entry.watcher is None:
+                    entry.used = False
+                    continue
+                del self._entries[service]
+                entry.watcher.cancel()
+                logger.debug("stopped watching %r: not called for %.0fs", service, expiry)
 
     async def _watch(self, service: str, entry: _ServiceEntry) -> None:
         backoff = WATCH_BACKOFF_START
         while True:
+            changes = self.resolver.watch(service)
             try:
-                async for nodes in self.resolver.watch(service):
+                async for nodes in changes:
                     entry.nodes = list(nodes)
                     backoff = WATCH_BACKOFF_START
                 return  # the resolver has no more changes to report
@@ -152,10 +176,18 @@ class Selector:
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, WATCH_BACKOFF_MAX)
+            finally:
+                # Closed now, not when collected: a resolver frees what the watch held (a Consul
+                # query slot) as soon as the watch stops, expired or cancelled.
+                aclose = getattr(changes, "aclose", None)
+                if aclose is not None:
+                    await aclose()
 
     async def close(self) -> None:
         """Stop every watch."""
         tasks = [t for e in self._entries.values() for t in (e.first, e.watcher) if t is not None]
+        if self._sweeper is not None:
+            tasks.append(self._sweeper)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

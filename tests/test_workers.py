@@ -96,7 +96,9 @@ async def test_the_supervisor_registers_the_address_once_and_deregisters_it_firs
             [entry] = registered()
             assert entry["Key"] == f"workers/test.Pids/{server.address}"
             services = agent.get("/agent/services")
-            assert [s["Service"] for s in services.values()] == ["test-pids"]  # one agent service (a DNS label)
+            assert [s["Service"] for s in services.values()] == [
+                "test-pids"
+            ]  # one agent service (a DNS label)
             plugins = consul_plugins(agent.http_address, prefix="workers")
             async with Client("test.Pids", resolver="consul", plugins=plugins) as client:
                 assert isinstance(await client.call(PID), int)

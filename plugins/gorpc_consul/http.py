@@ -21,8 +21,9 @@ from gorpc.exceptions import ConfigError
 from gorpc_consul.errors import ConsulError, ConsulPermissionDenied
 from gorpc_consul.options import ConsulOptions
 
-ORDINARY_CONNECTIONS = 16
-WATCH_CONNECTIONS = 128  # Consul allows 200 connections per client IP by default
+# Consul allows 200 connections per client address by default (and answers 429 beyond): a client
+# keeps few, whatever the number of services it calls (see ConsulResolver).
+ORDINARY_CONNECTIONS = 3
 TOKEN_HEADER = "X-Consul-Token"
 
 
@@ -54,7 +55,8 @@ class ConsulHTTP:
     def _session(self, purpose: str) -> aiohttp.ClientSession:
         session = self._sessions.get(purpose)
         if session is None:
-            limit = WATCH_CONNECTIONS if purpose == "watch" else ORDINARY_CONNECTIONS
+            # Watches: one per service watched apart, plus the one on the prefix.
+            limit = self.options.prefix_watch_after + 1 if purpose == "watch" else ORDINARY_CONNECTIONS
             connector = aiohttp.TCPConnector(limit=limit, ssl=self._ssl)
             timeout = aiohttp.ClientTimeout(total=None)  # each request sets its own (see request())
             session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self._headers)

@@ -34,6 +34,8 @@ class ConsulOptions:
     check_interval: float = 1.0  # the agent's TCP check of each registered instance
     deregister_critical_after: float = 60.0  # the agent drops an instance critical this long
     wait: float = 30.0  # longest a blocking query is held open
+    prefix_watch_after: int = 4  # services watched with a query each; the rest share one on the prefix
+    stale: bool = False  # let any Consul server answer reads (faster, may lag the leader slightly)
     request_timeout: float = 5.0  # any other request to Consul
     register_retry: float = 0.0  # at server start, keep retrying an unreachable Consul this long
     dns_address: str = "127.0.0.1:8600"  # the agent's DNS interface (consul_dns resolver)
@@ -57,6 +59,7 @@ class ConsulOptions:
             self.deregister_critical_after >= 60, "deregister_critical_after must be >= 60 (Consul's minimum)"
         )
         _require(self.register_retry >= 0, "register_retry must be >= 0")
+        _require(0 <= self.prefix_watch_after <= 64, "prefix_watch_after must be 0..64")
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any], table: str = "plugins.consul") -> Self:

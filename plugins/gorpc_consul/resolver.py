@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from gorpc.address import TcpAddress
@@ -15,6 +15,7 @@ from gorpc_consul.errors import ConsulError, ConsulPermissionDenied
 from gorpc_consul.http import ConsulHTTP, ConsulResponse
 from gorpc_consul.names import service_prefix
 from gorpc_consul.options import ConsulOptions
+from gorpc_consul.prefix_watch import PrefixWatch
 from gorpc_consul.registry import Registry
 from gorpc_consul.watching import Pauses, RestartGuard
 
@@ -27,7 +28,10 @@ class ConsulResolver:
     """Registers this process's servers in Consul and resolves services from it.
 
     Each service's nodes are the values under `<prefix>/<service>/`; `watch()` follows them with
-    blocking queries, so a change reaches clients as soon as Consul has it.
+    blocking queries, so a change reaches clients as soon as Consul has it: one query per service
+    for the first `prefix_watch_after` services watched, then one query on the whole prefix for all
+    the others (see `prefix_watch`), so a client's connections to Consul stay few (at most
+    `prefix_watch_after` + 1 for watches, 3 for everything else) however many services it calls.
     """
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, table: str = "plugins.consul") -> None:
@@ -37,6 +41,10 @@ class ConsulResolver:
         self._registry = Registry(self._http)
         self._index: dict[str, int] = {}  # the index each service's last answer had
         self._last: dict[str, list[Node]] = {}  # what each service's watch last reported
+        self._apart: set[str] = set()  # services watched with a query of their own
+        self._prefix = PrefixWatch(
+            self._poll_prefix, _by_service(self.options.prefix), self.options.session_ttl
+        )
 
     # -- server side ------------------------------------------------------------------------------
 
@@ -67,11 +75,27 @@ class ConsulResolver:
     # -- client side ------------------------------------------------------------------------------
 
     async def resolve(self, service: str) -> Sequence[Node]:
-        nodes = self._remember(service, await self._read(service))
+        known = self._prefix.snapshot(service)  # the prefix watch has it: no request needed
+        nodes = known if known is not None else self._remember(service, await self._read(service))
         self._last[service] = nodes
         return nodes
 
     async def watch(self, service: str) -> AsyncIterator[Sequence[Node]]:
+        """Each change of `service`'s nodes (see the class)."""
+        if len(self._apart) >= self.options.prefix_watch_after:
+            async for nodes in self._prefix.follow(service):
+                if nodes != self._last.get(service):
+                    self._last[service] = nodes
+                    yield nodes
+            return
+        self._apart.add(service)
+        try:
+            async for changed in self._watch_apart(service):
+                yield changed
+        finally:
+            self._apart.discard(service)
+
+    async def _watch_apart(self, service: str) -> AsyncIterator[Sequence[Node]]:
         """Each change of `service`'s nodes, through blocking queries. Consul's errors never end
         it: it pauses briefly (see `watching`) and asks again, without blocking the first time,
         since the agent may be a new one whose index is lower than ours."""
@@ -99,6 +123,13 @@ class ConsulResolver:
             if nodes != self._last.get(service):
                 self._last[service] = nodes
                 yield nodes
+
+    async def _poll_prefix(self, index: int, fresh: bool, hold_left: float | None) -> ConsulResponse:
+        path = f"/kv/{self.options.prefix}/"
+        if fresh:
+            return await self._http.request("GET", path, params=self._params(), allow=(404,))
+        wait = self.options.wait if hold_left is None else min(self.options.wait, max(hold_left, 0.1))
+        return await self._http.blocking_get(path, index, self._params(), wait=wait)
 
     async def _read(self, service: str) -> ConsulResponse:
         return await self._http.request("GET", self._path(service), params=self._params(), allow=(404,))
@@ -158,7 +189,8 @@ class ConsulResolver:
         return f"/kv/{service_prefix(self.options.prefix, service)}"
 
     def _params(self) -> dict[str, str]:
-        return {"recurse": "true", **self._datacenter()}
+        stale = {"stale": ""} if self.options.stale else {}  # any Consul server may answer
+        return {"recurse": "true", **self._datacenter(), **stale}
 
     def _datacenter(self) -> dict[str, str]:
         """The `dc` query parameter, when services are looked up in another datacenter."""
@@ -170,6 +202,7 @@ class ConsulResolver:
         return sorted(_nodes(response.body or ()), key=lambda n: n.address)
 
     async def close(self) -> None:
+        await self._prefix.close()
         await self._registry.close()
         await self._http.close()
 
@@ -184,3 +217,17 @@ def _nodes(entries: Sequence[Mapping[str, Any]]) -> list[Node]:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             logger.warning("ignoring consul key %s: not a gorpc instance (%s)", entry.get("Key"), exc)
     return nodes
+
+
+def _by_service(prefix: str) -> Callable[[Sequence[Mapping[str, Any]]], dict[str, list[Node]]]:
+    """Splits the keys under `<prefix>/` into nodes per service."""
+    start = len(prefix) + 1
+
+    def split(entries: Sequence[Mapping[str, Any]]) -> dict[str, list[Node]]:
+        grouped: dict[str, list[Mapping[str, Any]]] = {}
+        for entry in entries:
+            service = str(entry.get("Key", ""))[start:].split("/", 1)[0]
+            grouped.setdefault(service, []).append(entry)
+        return {service: _nodes(keys) for service, keys in grouped.items()}
+
+    return split

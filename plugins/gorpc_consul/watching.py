@@ -21,6 +21,8 @@ from gorpc_consul.errors import ConsulError
 PAUSE_START = 0.1
 PAUSE_MAX_ANSWERING = 0.5  # the agent answers with errors (an election): look again soon
 PAUSE_MAX_UNREACHABLE = 1.0  # nothing answers (a restart)
+PAUSE_THROTTLED = 1.0, 10.0  # HTTP 429, Consul's back-pressure: from 1 s, doubling up to 10 s
+TOO_MANY_REQUESTS = 429
 
 
 class Pauses:
@@ -31,7 +33,11 @@ class Pauses:
 
     def after(self, error: ConsulError) -> float:
         """The pause before asking again after `error`."""
-        cap = PAUSE_MAX_ANSWERING if error.status is not None else PAUSE_MAX_UNREACHABLE
+        if error.status == TOO_MANY_REQUESTS:  # back off for real; the last good lists keep serving
+            start, cap = PAUSE_THROTTLED
+            self._next = max(self._next, start)
+        else:
+            cap = PAUSE_MAX_ANSWERING if error.status is not None else PAUSE_MAX_UNREACHABLE
         pause = min(self._next, cap)
         self._next = min(self._next * 2, cap)
         return pause

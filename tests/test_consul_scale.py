@@ -1,0 +1,134 @@
+"""Consul discovery at scale, against a real agent: a client calling hundreds of services keeps a
+handful of connections to Consul, and changes still reach it within a second."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from gorpc import Client, Server, Service
+from gorpc.testing import eventually
+from gorpc_consul import ConsulError, ConsulResolver
+from gorpc_consul.testing import dev_agent
+from gorpc_consul.watching import Pauses
+
+from .consul_helpers import consul_plugins
+
+SCALE = 200  # services, one instance each (the benchmark suite measures 1,000)
+PATTERN = "scale.S{:03d}"
+CLIENT = Path(__file__).resolve().parent / "consul_scale_client.py"
+consul = pytest.mark.consul
+
+
+def service_class(name: str) -> type[Service]:
+    async def Which(self, req) -> str:
+        return name
+
+    return type(name.replace(".", "_"), (Service,), {"name": name, "Which": Which})
+
+
+async def start_servers(names: list[str], resolver: ConsulResolver) -> list[Server]:
+    """One server per name, all registering through one shared resolver (as a process hosting many
+    servers would: one set of connections to Consul, not one per server)."""
+    servers = []
+    for name in names:
+        server = Server(address="127.0.0.1:0", resolver=resolver)
+        server.register(service_class(name)())
+        servers.append(server)
+    await asyncio.gather(*(s.start() for s in servers))
+    return servers
+
+
+@consul
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_a_client_calling_two_hundred_services_keeps_few_consul_connections_and_stays_fresh():
+    with dev_agent() as agent:
+        resolver = ConsulResolver({"address": agent.http_address, "prefix": "scale"})
+        names = [PATTERN.format(i) for i in range(SCALE)]
+        servers = await start_servers(names, resolver)
+        extra = None
+        try:
+            client = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(CLIENT),
+                agent.http_address,
+                "scale",
+                PATTERN,
+                str(SCALE),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            assert client.stdin is not None and client.stdout is not None
+            measured = json.loads(await client.stdout.readline())
+            assert measured["calls"] == measured["answered"] == SCALE  # every call succeeded
+            # A query each for the first 4 services, one on the prefix for the other 196, and
+            # ordinary requests: never more than 8, whatever the number of services.
+            assert 1 <= measured["consul_connections"] <= 8
+            client.stdin.write(b"go\n")  # its clock starts before the new instance registers
+            await client.stdin.drain()
+            [extra] = await start_servers([names[-1]], resolver)  # a second instance of the last one
+            routable = json.loads(await client.stdout.readline())["routable_after_s"]
+            print(f"{SCALE} services: {measured['consul_connections']} connections to Consul; ", end="")
+            print(f"a new instance routable after {routable * 1000:.0f} ms")
+            assert routable < 1.0
+            assert await client.wait() == 0
+        finally:
+            await asyncio.gather(*(s.stop() for s in [*servers, *([extra] if extra else [])]))
+            await resolver.close()
+
+
+@consul
+@pytest.mark.asyncio
+async def test_services_followed_through_the_prefix_see_new_and_stopped_instances_within_a_second():
+    with dev_agent() as agent:
+        resolver = ConsulResolver({"address": agent.http_address, "prefix": "pw"})
+        names = ["pw.A", "pw.B"]
+        servers = await start_servers(names, resolver)
+        plugins = consul_plugins(
+            agent.http_address, prefix="pw", prefix_watch_after=0
+        )  # all through the prefix
+        try:
+            async with Client(resolver="consul", plugins=plugins) as client:
+                assert [await client.call(f"/{n}/Which") for n in names] == names
+                [another] = await start_servers(["pw.B"], resolver)
+                took = await eventually(lambda: len(client.known_nodes("pw.B")) == 2, timeout=5)
+                assert took < 1.0
+                assert len(client.known_nodes("pw.A")) == 1  # A's list did not change
+                await another.stop()
+                took = await eventually(lambda: len(client.known_nodes("pw.B")) == 1, timeout=5)
+                assert took < 1.0
+                assert client.known_nodes("pw.B")[0].address == servers[1].address
+        finally:
+            await asyncio.gather(*(s.stop() for s in servers))
+            await resolver.close()
+
+
+@consul
+@pytest.mark.asyncio
+async def test_a_service_no_longer_called_stops_being_watched():
+    with dev_agent() as agent:
+        resolver = ConsulResolver({"address": agent.http_address, "prefix": "ex"})
+        servers = await start_servers(["ex.A"], resolver)
+        plugins = consul_plugins(agent.http_address, prefix="ex")
+        try:
+            async with Client(resolver="consul", plugins=plugins, watch_expiry=0.2) as client:
+                assert await client.call("/ex.A/Which") == "ex.A"
+                assert client.known_nodes("ex.A")
+                await eventually(lambda: client.known_nodes("ex.A") == [], timeout=5)  # expired
+                assert await client.call("/ex.A/Which") == "ex.A"  # looked up again
+        finally:
+            await asyncio.gather(*(s.stop() for s in servers))
+            await resolver.close()
+
+
+def test_a_429_from_consul_is_back_pressure():
+    pauses = Pauses()
+    throttled = ConsulError("too many requests", status=429)
+    assert [pauses.after(throttled) for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    pauses.reset()
+    assert pauses.after(ConsulError("election", status=500)) == 0.1  # other errors: look again soon
