@@ -21,6 +21,7 @@ from gorpc.address import MemoryAddress, TcpAddress, UnixAddress, parse_address
 from gorpc.config import ConfigSource, ServerConfig
 from gorpc.dispatch import Dispatcher
 from gorpc.exceptions import ConfigError, RPCError, Unavailable
+from gorpc.handoff import HandoffListener
 from gorpc.metrics import ServerMetrics
 from gorpc.plugins import all_codecs, as_registry, make_metrics, make_resolver, make_tracing
 from gorpc.runtime import loop_factory
@@ -71,7 +72,7 @@ class Server:
         self._metrics_plugin = make_metrics(self.config)
         self._resolver = make_resolver(self.config)
         self._registry = as_registry(self._resolver.plugin, self.config)
-        self._listener: asyncio.Server | memory.MemoryListener | None = None
+        self._listener: asyncio.Server | memory.MemoryListener | HandoffListener | None = None
         self._dispatcher: Dispatcher | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._registered: list[ServiceInstance] = []
@@ -85,10 +86,10 @@ class Server:
         self.health = serving.HealthStatuses()
         self.health.add_listener(self._health_changed)
         self._reports: set[asyncio.Task[None]] = set()
-        # As one of several worker processes (see gorpc.workers): the listening socket inherited
-        # from the supervisor (None: listen with SO_REUSEPORT), and no registration of its own.
+        # As one of several worker processes (see gorpc.workers): connections come from the
+        # supervisor over this channel, and the supervisor registers.
         self._worker = False
-        self._inherited: socket.socket | None = None
+        self._handoff: socket.socket | None = None
 
     @property
     def tracing(self) -> TracingPlugin:
@@ -174,27 +175,18 @@ class Server:
         """Calls running now on every connection, streams and one-way calls included."""
         return sum(conn.running + conn.streams for conn in list(self._connections))
 
-    async def _listen(self) -> asyncio.Server | memory.MemoryListener:
+    async def _listen(self) -> asyncio.Server | memory.MemoryListener | HandoffListener:
         loop = asyncio.get_running_loop()
         address = parse_address(self.config.address)
         try:
             if isinstance(address, MemoryAddress):
                 return memory.listen(address.name, self._new_connection)
+            if self._handoff is not None:
+                return HandoffListener(self._handoff, self._new_connection, self._ssl)
             if isinstance(address, UnixAddress):
-                if self._inherited is not None:
-                    return await loop.create_unix_server(
-                        self._new_connection, sock=self._inherited, ssl=self._ssl
-                    )
                 return await loop.create_unix_server(self._new_connection, address.path, ssl=self._ssl)
-            if self._inherited is not None:
-                return await loop.create_server(self._new_connection, sock=self._inherited, ssl=self._ssl)
             return await loop.create_server(
-                self._new_connection,
-                address.host,
-                address.port,
-                ssl=self._ssl,
-                reuse_address=True,
-                reuse_port=True if self._worker else None,
+                self._new_connection, address.host, address.port, ssl=self._ssl, reuse_address=True
             )
         except OSError as exc:
             raise Unavailable(f"cannot listen on {self.config.address}: {exc}") from exc
@@ -222,6 +214,8 @@ class Server:
 
     def _bound_address(self) -> str:
         assert self._listener is not None
+        if isinstance(self._listener, HandoffListener):
+            return self.config.address  # the supervisor's, already resolved
         address = parse_address(self.config.address)
         if isinstance(address, (UnixAddress, MemoryAddress)):
             return str(address)
@@ -379,12 +373,12 @@ class Server:
         with asyncio.Runner(loop_factory=loop_factory(self.config.uvloop)) as runner:
             runner.run(self.serve_until_signal())
 
-    def become_worker(self, address: str, inherited: socket.socket | None) -> None:
-        """Make this server (a forked copy, not started) one worker of `address`: it accepts on the
-        `inherited` listening socket, or with None listens there with SO_REUSEPORT; it leaves
-        registration to the supervisor's registrar. Called by `gorpc.workers` only."""
+    def become_worker(self, address: str, channel: socket.socket) -> None:
+        """Make this server (a forked copy, not started) one worker of `address`: it serves the
+        connections the supervisor hands it over `channel`, and leaves registration to the
+        supervisor's registrar. Called by `gorpc.workers` only."""
         self._worker = True
-        self._inherited = inherited
+        self._handoff = channel
         self.config = dataclasses.replace(self.config, address=address, workers=1)
 
     async def hold_registration(self, address: str, stop: asyncio.Event) -> None:

@@ -1,25 +1,25 @@
 """Worker processes: one address served by N processes (`workers = N`), supervised by a parent.
 
 `Server.serve()` with `workers` > 1 runs a `Supervisor` in the calling process instead of serving:
-- It prepares the address once. TCP on Linux: it binds (without listening) a socket with
-  SO_REUSEPORT, which fixes the port (port 0 resolved) and keeps it reserved; each worker then
-  listens on that port with SO_REUSEPORT of its own, and the kernel spreads new connections over
-  the workers. A Unix socket, or TCP elsewhere: it opens the listening socket itself and every
-  worker accepts on that one socket, inherited (the kernel wakes one worker per connection).
+- It listens on the address itself (port 0 is resolved once) and hands each accepted connection to
+  the next worker in turn, passing the socket over a Unix socket pair (SCM_RIGHTS; see
+  `gorpc.handoff`); after that the connection is the worker's alone, and calls on it never pass
+  through the supervisor. Turn by turn means N connections reach N workers (a client with
+  `connections_per_host = 2` drives two workers), where SO_REUSEPORT's hash of each connection
+  may put both on one worker; it works the same for TCP and Unix sockets on any POSIX system.
 - It forks the workers. A worker is a copy of the server as the application built it (services
   registered, plugins made; no event loop has run yet) and serves with `serve()` as a single
-  process would, except that it does not register with the resolver.
+  process would, taking its connections from the supervisor and not registering itself.
 - It forks one registrar: a process that registers the address for the hosted services with the
   resolver, keeps the registration alive (a Consul session, say), and deregisters when told to.
-  The supervisor itself runs no event loop and no thread, so that forking a worker again later is
-  safe.
+  The supervisor itself runs no event loop and no thread, so forking a worker again later is safe.
 - A worker (or the registrar) that exits is logged and started again, after 0.2 s doubling per
-  exit in a row up to 10 s (a process that ran 10 s before exiting starts the count again).
-- SIGTERM or SIGINT: the registrar deregisters first, then every worker stops gracefully (calls in
-  flight finish within `grace`), then the supervisor exits 0.
+  exit in a row up to 10 s (a process that ran 10 s before exiting starts the count again);
+  meanwhile connections go to the others.
+- SIGTERM or SIGINT: the registrar deregisters first, the supervisor stops accepting, then every
+  worker stops gracefully (calls in flight finish within `grace`), then the supervisor exits 0.
 
-The supervisor waits for signals with `sigtimedwait`, which needs POSIX; Windows has no fork and
-cannot run workers.
+Windows has no fork and cannot run workers.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import selectors
 import signal
 import socket
 import stat
-import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gorpc.workers")
 
-SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
 FIRST_DELAY, MAX_DELAY, STEADY = 0.2, 10.0, 10.0  # restart backoff (seconds); a run this long resets it
 BACKLOG = 1024
 REGISTRAR = -1  # the registrar's slot number
@@ -71,18 +71,23 @@ class Supervisor:
     def __init__(self, server: Server, count: int) -> None:
         self._server = server
         self._count = count
-        self._socket: socket.socket | None = None  # reserved (reuse-port) or shared listening socket
-        self._shared = False  # workers accept on `_socket` itself
+        self._listening: socket.socket | None = None
         self._address = ""
         self._slots = [_Slot(n) for n in range(count)] + [_Slot(REGISTRAR)]
-        self._stopping = False
+        self._channels: dict[int, socket.socket] = {}  # worker number -> the supervisor's end
+        self._turn = 0
+        self._signals: list[int] = []
 
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT, then stop every process; the exit code (0: clean)."""
-        if not hasattr(signal, "sigtimedwait"):
-            raise ConfigError("workers need POSIX signals and fork: set workers = 1 on this platform")
-        self._prepare_address()
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        if not hasattr(os, "fork"):
+            raise ConfigError("workers need fork (POSIX): set workers = 1 on this platform")
+        self._listen()
+        wake_read, wake_write = socket.socketpair()
+        wake_read.setblocking(False)
+        wake_write.setblocking(False)
+        previous = {sig: signal.signal(sig, self._note) for sig in SIGNALS}
+        old_wakeup = signal.set_wakeup_fd(wake_write.fileno())
         try:
             for slot in self._slots:
                 self._start(slot)
@@ -93,89 +98,147 @@ class Supervisor:
                 self._slots[-1].pid,
                 self._address,
             )
-            self._supervise()
+            self._supervise(wake_read)
             return self._stop_all()
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            signal.set_wakeup_fd(old_wakeup)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            wake_read.close()
+            wake_write.close()
             self._release_address()
+
+    def _note(self, signum: int, frame: object) -> None:
+        self._signals.append(signum)  # acted on by the loop; the wakeup fd ends its wait
 
     # -- the address --------------------------------------------------------------------------------
 
-    def _prepare_address(self) -> None:
+    def _listen(self) -> None:
         address = parse_address(self._server.config.address)
         if isinstance(address, MemoryAddress):
             raise ConfigError(f"{address}: a memory: address lives in one process; it cannot have workers")
         if isinstance(address, UnixAddress):
-            if os.path.exists(address.path) and _is_socket(address.path):
+            if _is_socket(address.path):
                 os.unlink(address.path)  # a stale socket of an earlier run
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.bind(address.path)
-            self._listen_shared(sock, str(address))
-            return
-        family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if sys.platform == "linux":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((address.host, address.port))  # bound, not listening: reserves the port only
-            self._socket = sock
+            self._address = str(address)
+        else:
+            family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address.host, address.port))
             self._address = str(TcpAddress(address.host, sock.getsockname()[1]))
-            return
-        sock.bind((address.host, address.port))
-        self._listen_shared(sock, str(TcpAddress(address.host, sock.getsockname()[1])))
-
-    def _listen_shared(self, sock: socket.socket, address: str) -> None:
         sock.listen(BACKLOG)
         sock.setblocking(False)
-        self._socket, self._shared, self._address = sock, True, address
+        self._listening = sock
 
     def _release_address(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-        address = parse_address(self._server.config.address)
-        if isinstance(address, UnixAddress) and _is_socket(address.path):
-            os.unlink(address.path)
+        if self._listening is not None:
+            self._listening.close()
+            self._listening = None
+            address = parse_address(self._server.config.address)
+            if isinstance(address, UnixAddress) and _is_socket(address.path):
+                os.unlink(address.path)
 
     # -- processes ----------------------------------------------------------------------------------
 
     def _start(self, slot: _Slot) -> None:
+        ours = theirs = None
+        if slot.number != REGISTRAR:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:  # the child: never returns into the supervisor's code
             code = 1
             try:
-                signal.pthread_sigmask(signal.SIG_SETMASK, set())
-                code = self._run_child(slot)
+                for sig in SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
+                signal.set_wakeup_fd(-1)
+                self._close_in_child(ours)
+                code = self._run_child(slot, theirs)
             except BaseException:
                 logger.exception("%s failed", slot.name)
             finally:
                 logging.shutdown()
                 os._exit(code)
+        if theirs is not None and ours is not None:
+            theirs.close()
+            old = self._channels.pop(slot.number, None)
+            if old is not None:
+                old.close()
+            self._channels[slot.number] = ours
         slot.pid, slot.started, slot.restart_at = pid, time.monotonic(), None
 
-    def _run_child(self, slot: _Slot) -> int:
+    def _close_in_child(self, ours: socket.socket | None) -> None:
+        """A child keeps nothing of the supervisor's: not the listening socket, not the others'
+        channels (a worker that held them would keep them open after their worker died)."""
+        for sock in (self._listening, ours, *self._channels.values()):
+            if sock is not None:
+                sock.close()
+
+    def _run_child(self, slot: _Slot, channel: socket.socket | None) -> int:
         server = self._server
         if slot.number == REGISTRAR:
             return _run_registrar(server, self._address)
-        server.become_worker(self._address, self._socket if self._shared else None)
+        assert channel is not None
+        server.become_worker(self._address, channel)
         server.serve()
         return 0
 
-    def _supervise(self) -> None:
-        """Until SIGTERM or SIGINT: reap processes that exit and start them again, with backoff."""
-        while True:
-            info = signal.sigtimedwait(SIGNALS, self._until_next_restart())
-            if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
-                return
-            self._reap()
-            now = time.monotonic()
-            for slot in self._slots:
-                if slot.restart_at is not None and slot.restart_at <= now:
-                    self._start(slot)
-                    logger.info("%s started again (pid %d)", slot.name, slot.pid)
+    def _supervise(self, wake: socket.socket) -> None:
+        """Until SIGTERM or SIGINT: hand out connections, reap processes that exit and start them
+        again, with backoff."""
+        assert self._listening is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listening, selectors.EVENT_READ, "accept")
+            selector.register(wake, selectors.EVENT_READ, "signal")
+            while True:
+                for key, _ in selector.select(self._until_next_restart()):
+                    if key.data == "accept":
+                        self._hand_out()
+                    else:
+                        _drain(wake)
+                signals, self._signals = self._signals, []
+                if signal.SIGTERM in signals or signal.SIGINT in signals:
+                    return
+                self._reap()
+                now = time.monotonic()
+                for slot in self._slots:
+                    if slot.restart_at is not None and slot.restart_at <= now:
+                        self._start(slot)
+                        logger.info("%s started again (pid %d)", slot.name, slot.pid)
 
-    def _until_next_restart(self) -> float:
+    def _hand_out(self) -> None:
+        """Accept what is waiting and give each connection to the next live worker in turn."""
+        assert self._listening is not None
+        while True:
+            try:
+                conn, _ = self._listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors, say: the connection waits in the backlog
+                logger.warning("accepting a connection failed: %s", exc)
+                return
+            with conn:
+                self._give(conn)
+
+    def _give(self, conn: socket.socket) -> None:
+        for _ in range(self._count):
+            number = self._turn
+            self._turn = (self._turn + 1) % self._count
+            channel = self._channels.get(number)
+            if channel is None or not self._slots[number].pid:
+                continue
+            try:
+                socket.send_fds(channel, [b"c"], [conn.fileno()])
+                return
+            except OSError:  # that worker just died: try the next
+                continue
+        logger.warning("no worker to take a connection: closed")
+
+    def _until_next_restart(self) -> float | None:
         pending = [s.restart_at for s in self._slots if s.restart_at is not None]
-        return max(0.0, min(pending) - time.monotonic()) if pending else 3600.0
+        return max(0.0, min(pending) - time.monotonic()) if pending else None
 
     def _reap(self) -> None:
         while True:
@@ -189,6 +252,9 @@ class Supervisor:
             if slot is None:
                 continue
             slot.pid = 0
+            channel = self._channels.pop(slot.number, None)
+            if channel is not None:
+                channel.close()
             ran = time.monotonic() - slot.started
             slot.exits_in_a_row = 1 if ran >= STEADY else slot.exits_in_a_row + 1
             delay = min(FIRST_DELAY * 2 ** (slot.exits_in_a_row - 1), MAX_DELAY)
@@ -203,9 +269,14 @@ class Supervisor:
             )
 
     def _stop_all(self) -> int:
-        """Deregister first (the registrar), then stop the workers gracefully; wait for all."""
+        """Deregister first (the registrar), stop accepting, then stop the workers gracefully."""
         registrar = self._slots[-1]
         self._signal_and_wait([registrar])
+        if self._listening is not None:
+            self._listening.close()  # new connections are refused: clients go elsewhere
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
         return self._signal_and_wait(self._slots[:-1])
 
     def _signal_and_wait(self, slots: list[_Slot]) -> int:
@@ -220,6 +291,12 @@ class Supervisor:
                 logger.warning("%s (pid %d) stopped with %s", slot.name, pid, _describe(status))
             slot.pid = 0
         return 1 if failed else 0
+
+
+def _drain(wake: socket.socket) -> None:
+    with contextlib.suppress(BlockingIOError, InterruptedError):
+        while wake.recv(4096):
+            pass
 
 
 def _run_registrar(server: Server, address: str) -> int:

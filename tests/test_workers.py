@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections import Counter
 
 import pytest
 
@@ -14,9 +15,6 @@ from gorpc.testing import eventually, server_process
 from .consul_helpers import consul_plugins
 
 PID = "/test.Pids/Pid"
-# The kernel hashes each new connection to one of the workers' sockets (SO_REUSEPORT): with 16,
-# the chance that all land on one of two workers is 1 in 32,768.
-SPREAD = 16
 
 
 def serve_workers(*extra: str):
@@ -44,14 +42,14 @@ async def pids_answering(client: Client, want: int) -> set[int]:
 async def test_two_workers_share_the_address_and_a_killed_one_is_started_again():
     with serve_workers() as server:
         await eventually(lambda: serving_lines(server) == 2, timeout=20)
-        async with Client(server.address, connections_per_host=SPREAD) as client:
+        async with Client(server.address, connections_per_host=2) as client:
             first = await pids_answering(client, 2)
             assert os.getpid() not in first and server.process.pid not in first
             doomed = min(first)
             os.kill(doomed, signal.SIGKILL)
             # The supervisor logs it and starts a new worker; calls reach it on new connections.
             await eventually(lambda: serving_lines(server) == 3, timeout=20)
-        async with Client(server.address, connections_per_host=SPREAD) as client:
+        async with Client(server.address, connections_per_host=2) as client:
             after = await pids_answering(client, 2)
         assert doomed not in after and len(after) == 2
         assert any(
@@ -65,8 +63,8 @@ async def test_two_workers_share_the_address_and_a_killed_one_is_started_again()
 async def test_sigterm_stops_every_worker_gracefully_with_calls_in_flight():
     with serve_workers() as server:
         await eventually(lambda: serving_lines(server) == 2, timeout=20)
-        async with Client(server.address, connections_per_host=SPREAD) as client:
-            await pids_answering(client, 2)  # connections open to both workers
+        async with Client(server.address, connections_per_host=2) as client:
+            await pids_answering(client, 2)  # two connections: one to each worker, in turn
             calls = [asyncio.create_task(client.call("/test.Pids/Work", 1.0)) for _ in range(8)]
             await eventually(lambda: sum("working in" in line for line in list(server.output)) == 8)
             stopped = asyncio.get_running_loop().run_in_executor(None, server.stop)
@@ -105,3 +103,20 @@ async def test_the_supervisor_registers_the_address_once_and_deregisters_it_firs
             assert server.stop() == 0
         assert registered() == []
         assert agent.get("/agent/services") == {}
+
+
+@pytest.mark.asyncio
+async def test_two_connections_reach_two_workers_and_calls_spread_over_them(tmp_path):
+    """The supervisor hands connections out in turn, so two connections are two workers; the
+    client sends each call to the connection with fewer calls in flight. Over a Unix socket too."""
+    for address in ("127.0.0.1:0", f"unix:{tmp_path / 'workers.sock'}"):
+        argv = ["-m", "gorpc", "serve", "tests.worker_service:Pids", "--address", address, "--workers", "2"]
+        with server_process(argv) as server:
+            await eventually(lambda: serving_lines(server) == 2, timeout=20)
+            async with Client(server.address, connections_per_host=2) as client:
+                await client.call(PID)  # the first connection
+                await client.call(PID)  # it finds one of two: the second opens in the background
+                await eventually(lambda: len(client.connections) == 2)
+                replies = await asyncio.gather(*(client.call("/test.Pids/Work", 0.05) for _ in range(10)))
+                assert sorted(Counter(replies).values()) == [5, 5]
+            assert server.stop() == 0

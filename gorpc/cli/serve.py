@@ -21,8 +21,9 @@ DESCRIPTION = """Run a server for one or more service classes until SIGINT or SI
 Each SERVICE is module:Name, where Name is a Service subclass (made with no arguments), a Service
 instance, or a function returning one. The current directory is importable, as with python -m.
 
-With --workers N, N processes serve the address (each imports the services itself, as forked copies
-of this one) under a supervisor that restarts any that exits and registers the address once.
+With --workers N, N processes serve the address (forked copies of this one, services and all) under
+a supervisor that hands them connections in turn, restarts any that exits, and registers the
+address once.
 
 example:
   gorpc serve mypkg.greeter:Greeter --address 127.0.0.1:8000 --config gorpc.toml --workers auto"""
