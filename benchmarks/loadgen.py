@@ -69,7 +69,14 @@ def cpu_seconds() -> float:
 
 
 async def gorpc_clients(
-    target: str, clients: int, tracer: str, consul: str | None, typed: bool = False, metrics: str = "none"
+    target: str,
+    clients: int,
+    tracer: str,
+    consul: str | None,
+    typed: bool = False,
+    metrics: str = "none",
+    method: str = "SayHello",
+    connections_per_host: int = 1,
 ) -> tuple[list[Call], Any]:
     from typed_greeter import HelloRequest, TypedGreeter
 
@@ -83,13 +90,16 @@ async def gorpc_clients(
         from gorpc_tracing.mock import MockTracing
 
         options["tracer"] = MockTracing()
+    if connections_per_host > 1:  # named only when used, as above
+        options["connections_per_host"] = connections_per_host
     if consul is not None:
         options.update(resolver="consul", plugins={"consul": {"address": consul, "prefix": "gorpc-bench"}})
     opened = [Client(target, **options) for _ in range(clients)]
+    path = f"/helloworld.Greeter/{method}"
 
     def caller(client: Client) -> Call:
         async def call(message: str) -> str:
-            return (await client.call("/helloworld.Greeter/SayHello", {"msg": message}))["msg"]  # type: ignore[no-any-return]
+            return (await client.call(path, {"msg": message}))["msg"]  # type: ignore[no-any-return]
 
         if typed:  # the same call through a stub, with declared types on both sides
             stub = client.stub(TypedGreeter)
@@ -204,7 +214,14 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         return await typed_against_untyped(args)
     if args.kind == "gorpc":
         calls, close = await gorpc_clients(
-            args.target, args.clients, args.tracer, args.consul, args.typed, metrics=args.metrics
+            args.target,
+            args.clients,
+            args.tracer,
+            args.consul,
+            args.typed,
+            metrics=args.metrics,
+            method=args.method,
+            connections_per_host=args.connections_per_host,
         )
     elif args.kind == "grpc":
         calls, close = await grpc_clients(args.target, args.clients)
@@ -228,6 +245,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1, help="clients (connections) sharing the load")
     parser.add_argument("--tracer", default="noop", help="gorpc only: noop or mock")
     parser.add_argument("--metrics", default="none", help="gorpc only: none or prometheus")
+    parser.add_argument(
+        "--method", default="SayHello", choices=["SayHello", "Busy"],
+        help="gorpc only: Busy does about 100 µs of work per call",
+    )  # fmt: skip
+    parser.add_argument("--connections-per-host", type=int, default=1, help="gorpc only")
     parser.add_argument("--typed", action="store_true", help="gorpc only: the typed method, through a stub")
     parser.add_argument(
         "--blocks", type=int, default=0,

@@ -1,11 +1,13 @@
 """The three servers the suite compares, each run as its own process:
 
     python benchmarks/servers.py gorpc   ADDRESS [--tracer NAME] [--metrics NAME] [--consul HTTP_ADDR]
+                                         [--workers N]
     python benchmarks/servers.py grpc    ADDRESS
     python benchmarks/servers.py ceiling ADDRESS
 
 Each answers {"msg": m} with {"msg": m + " world"} and logs `serving ... on HOST:PORT` when ready;
-gorpc also serves the same method typed (typed_greeter.py), for the typed/untyped rows.
+gorpc also serves the same method typed (typed_greeter.py), for the typed/untyped rows, and `Busy`,
+the same answer after about 100 µs of Python work (calibrated at start), for the workers rows.
     python benchmarks/servers.py stream-ceiling ADDRESS
 
 gorpc and grpc also serve streams: `Feed` sends `count` items of `size` bytes, `Echo` sends back each
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,7 +29,24 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def serve_gorpc(address: str, tracer: str, consul: str | None, metrics: str = "none") -> None:
+def busy_loop_for(seconds: float) -> int:
+    """How many turns of `busy` take about `seconds` on this machine (measured now)."""
+    turns = 100_000
+    started = time.perf_counter()
+    busy(turns)
+    return max(int(turns * seconds / (time.perf_counter() - started)), 1)
+
+
+def busy(turns: int) -> int:
+    total = 0
+    for i in range(turns):
+        total += i
+    return total
+
+
+def serve_gorpc(
+    address: str, tracer: str, consul: str | None, metrics: str = "none", workers: int = 1
+) -> None:
     from typed_greeter import TypedGreeter
 
     from gorpc import Server, Service
@@ -37,6 +57,12 @@ def serve_gorpc(address: str, tracer: str, consul: str | None, metrics: str = "n
         # Unannotated: untyped, plain data. TypedGreeter is the same method with declared types.
         async def SayHello(self, req):  # type: ignore[no-untyped-def]
             return {"msg": req["msg"] + " world"}
+
+        async def Busy(self, req):  # type: ignore[no-untyped-def]
+            busy(turns)  # about 100 µs of Python: a handler that does some work
+            return {"msg": req["msg"] + " world"}
+
+    turns = busy_loop_for(100e-6)
 
     class Streamer(Service):
         name = "bench.Streamer"
@@ -59,6 +85,8 @@ def serve_gorpc(address: str, tracer: str, consul: str | None, metrics: str = "n
         from gorpc_tracing.mock import MockTracing
 
         options["tracer"] = MockTracing()  # spans kept in memory: the cost of making them, no export
+    if workers > 1:  # named only when used: `ab.py` runs this script against older trees
+        options["workers"] = workers
     if consul is not None:
         options.update(resolver="consul", plugins={"consul": {"address": consul, "prefix": "gorpc-bench"}})
     server = Server(address=address, **options)
@@ -105,10 +133,11 @@ def main() -> None:
     parser.add_argument("--tracer", default="noop")
     parser.add_argument("--metrics", default="none")
     parser.add_argument("--consul", default=None)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.kind == "gorpc":
-        serve_gorpc(args.address, args.tracer, args.consul, args.metrics)
+        serve_gorpc(args.address, args.tracer, args.consul, args.metrics, args.workers)
     elif args.kind == "grpc":
         asyncio.run(serve_grpc(args.address))  # grpc.aio on the loop it supports
     elif args.kind == "ceiling":

@@ -5,11 +5,12 @@ side by side in one run, each server in its own process and each measurement in 
     python benchmarks/suite.py --quick         # tiny counts: checks the scripts, measures nothing
 
 Sweeps: concurrency 1/8/64/256; payload 20 B/1 KiB/64 KiB/1 MiB; one connection vs 16 clients;
-gorpc tracing off vs on; gorpc metrics off vs on (prometheus, both sides); gorpc typed (Structs
-through a stub) vs untyped; gorpc resolved through a real Consul vs a direct address; streams
+gorpc tracing off vs on; gorpc metrics off vs on (prometheus, both sides); one server process vs
+two workers (hello and a 100 µs handler, two connections); gorpc typed (Structs through a stub)
+vs untyped; gorpc resolved through a real Consul vs a direct address; streams
 (server-streaming and bidirectional, 16 B and 1 KiB items) against grpcio's streams and a raw
-stream ceiling. Writes `results/<date>.json` (with the
-machine and versions), `results/latest.md` and PNG plots.
+stream ceiling; Consul at scale (consul_scale.py: 1,000 services, one client calling them all).
+Writes `results/<date>.json` (with the machine and versions), `results/latest.md` and PNG plots.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def main() -> None:
         rows += typed_rows(running, calls * 2, rounds)
         rows += metrics_rows(running, calls * 2, rounds)
         streams = [row for group in stream_groups(items) for row in run_group(running, group, rounds)]
-    report = {"meta": machine(), "rows": rows, "streams": streams}
+    scale = consul_scale(50 if args.quick else 1000)
+    report = {"meta": machine(), "rows": rows, "streams": streams, "consul_scale": scale}
     stamp = report["meta"]["date"]
     (args.out / f"{stamp}.json").write_text(json.dumps(report, indent=1))
     table = markdown(report)
@@ -94,6 +96,7 @@ def servers() -> Iterator[dict[str, Any]]:
             "gorpc+noop": ["gorpc", "127.0.0.1:0", "--tracer", "noop"],
             "gorpc+tracing": ["gorpc", "127.0.0.1:0", "--tracer", "mock"],
             "gorpc+metrics": ["gorpc", "127.0.0.1:0", "--metrics", "prometheus"],
+            "gorpc+2workers": ["gorpc", "127.0.0.1:0", "--workers", "2"],
             "gorpc+consul": ["gorpc", "127.0.0.1:0", "--consul", consul.http_address],
             "grpc": ["grpc", "127.0.0.1:0"],
             "ceiling": ["ceiling", "127.0.0.1:0"],
@@ -119,6 +122,19 @@ def groups(calls: int) -> Iterator[list[Spec]]:
         spec("tracing", "gorpc", calls, concurrency=64, server="gorpc+noop", variant="tracing off (noop)"),
         spec("tracing", "gorpc", calls, concurrency=64, server="gorpc+tracing", variant="tracing on (mock)"),
     ]
+    # Worker processes: one client process with two connections, against one server process and
+    # against two workers (the supervisor gives each connection to the next worker).
+    for method, label, share in (("SayHello", "hello", calls), ("Busy", "100 µs of work", calls // 4)):
+        yield [
+            spec(
+                "workers", "gorpc", share, concurrency=64,
+                variant=f"{label}, 1 worker", method=method, connections=2,
+            ),
+            spec(
+                "workers", "gorpc", share, concurrency=64, server="gorpc+2workers",
+                variant=f"{label}, 2 workers", method=method, connections=2,
+            ),
+        ]  # fmt: skip
     yield [
         spec("consul", "gorpc", calls, concurrency=64, server="gorpc+consul", variant="direct"),
         spec("consul", "gorpc", calls, concurrency=64, server="gorpc+consul", variant="consul", consul=True),
@@ -216,6 +232,21 @@ def measure_stream(
     return result
 
 
+def consul_scale(services: int) -> dict[str, Any]:
+    """`consul_scale.py`: a real agent, `services` services in 4 hosting processes, one client."""
+    argv = [sys.executable, str(HERE / "consul_scale.py"), "--services", str(services), "--hosts", "4"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"consul_scale.py failed:\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    print(
+        f"consul scale {services} services: {result['answered']} answered, "
+        f"{result['consul_connections']} connections, routable in {result['new_instance_routable_s']:.3f}s",
+        flush=True,
+    )
+    return result
+
+
 def spec(sweep: str, kind: str, calls: int, **options: Any) -> Spec:
     if kind == "grpc":
         calls = max(calls // GRPC_SHARE, 50)  # about 20x slower: fewer calls keep the run short
@@ -255,6 +286,8 @@ def measure(
     clients: int = 1,
     consul: bool = False,
     typed: bool = False,
+    method: str = "SayHello",
+    connections: int = 1,
 ) -> dict[str, Any]:
     process: ServerProcess = running[server]
     target = "helloworld.Greeter" if consul else process.address
@@ -266,6 +299,10 @@ def measure(
         argv += ["--consul", running["consul"]]
     if typed:
         argv.append("--typed")
+    if method != "SayHello":
+        argv += ["--method", method]
+    if connections > 1:
+        argv += ["--connections-per-host", str(connections)]
     cpu_before = server_cpu(process.process.pid)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
@@ -343,6 +380,9 @@ def targets(
     metrics_off, metrics_on = (
         find(rows, sweep="metrics", variant=v) for v in ("metrics off", "metrics on (prometheus)")
     )
+    busy_1, busy_2 = (
+        find(rows, sweep="workers", variant=f"100 µs of work, {n}") for n in ("1 worker", "2 workers")
+    )
     checks = [
         ("C=64 gorpc/ceiling calls/s", g64["calls_per_s"] / c64["calls_per_s"], ">= 0.6", 0.6),
         ("C=64 gorpc/grpcio calls/s", g64["calls_per_s"] / r64["calls_per_s"], ">= 10", 10.0),
@@ -350,6 +390,12 @@ def targets(
         ("C=1 gorpc/ceiling p50", at["gorpc", 1]["p50_ms"] / at["ceiling", 1]["p50_ms"], "<= 1.25", None),
         ("consul-resolved/direct calls/s", resolved["calls_per_s"] / direct["calls_per_s"], ">= 0.95", 0.95),
         ("C=64 typed/untyped calls/s", typed["calls_per_s"] / untyped["calls_per_s"], ">= 1.0", 1.0),
+        (
+            "workers 2/1 calls/s (100 µs handler)",
+            busy_2["calls_per_s"] / busy_1["calls_per_s"],
+            ">= 1.6",
+            1.6,
+        ),
         (
             "C=64 metrics on/off calls/s",
             metrics_on["calls_per_s"] / metrics_off["calls_per_s"],
@@ -425,6 +471,17 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {STREAM_NAMES[mode]} | {size} | {g['items_per_s']:,.0f} | {r['items_per_s']:,.0f} "
                 f"| {c['items_per_s']:,.0f} | {g['mb_per_s']:.1f} | {to_grpc:.1f} | {to_ceiling:.2f} |"
             )
+    scale = report.get("consul_scale")
+    if scale:
+        lines += [
+            "",
+            "| Consul at scale | services | calls answered | client's connections to Consul "
+            "| agent CPU s while calling | new instance routable ms |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| one client calling every service once | {scale['services']:,} "
+            f"| {scale['answered']:,} of {scale['calls']:,} | {scale['consul_connections']} "
+            f"| {scale['agent_cpu_s']:.2f} | {scale['new_instance_routable_s'] * 1000:.0f} |",
+        ]
     lines += ["", "| target | measured | wanted | met |", "|---|---:|---|---|"]
     for name, value, wanted, met in targets(rows, stream_rows):
         lines.append(f"| {name} | {value:.2f} | {wanted} | {'yes' if met else 'NO'} |")

@@ -29,6 +29,7 @@ def test_the_suite_runs_every_sweep_and_writes_its_reports(tmp_path):
     assert {("consul", "direct"), ("consul", "consul")} <= sweeps
     assert {("typed", "untyped (plain data)"), ("typed", "typed (Structs, stub)")} <= sweeps
     assert {("metrics", "metrics off"), ("metrics", "metrics on (prometheus)")} <= sweeps
+    assert {("workers", "hello, 2 workers"), ("workers", "100 µs of work, 2 workers")} <= sweeps
     assert sorted({r["concurrency"] for r in rows if r["sweep"] == "concurrency"}) == [1, 8, 64, 256]
     assert sorted({r["payload"] for r in rows if r["sweep"] == "payload"}) == [20, 1024, 65536, 1048576]
     # Every measurement answered all its calls (loadgen checks each reply and fails the run otherwise).
@@ -49,4 +50,6 @@ def test_the_suite_runs_every_sweep_and_writes_its_reports(tmp_path):
     assert "| target | measured | wanted | met |" in table
     assert "| C=64 typed/untyped calls/s |" in table
     assert "| C=64 metrics on/off calls/s |" in table
+    assert "| workers 2/1 calls/s (100 µs handler) |" in table
+    assert "| one client calling every service once | 50 | 50 of 50 |" in table
     assert (tmp_path / "latest.png").stat().st_size > 10_000
