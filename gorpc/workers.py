@@ -49,6 +49,14 @@ FIRST_DELAY, MAX_DELAY, STEADY = 0.2, 10.0, 10.0  # restart backoff (seconds); a
 BACKLOG = 1024
 REGISTRAR = -1  # the registrar's slot number
 
+_this_worker: int | None = None
+
+
+def worker_number() -> int | None:
+    """In a worker process, its number (0 to N-1); None in any other process. Plugins that bind a
+    port of their own (the prometheus endpoint) use it to give each worker its own."""
+    return _this_worker
+
 
 @dataclass
 class _Slot:
@@ -181,6 +189,8 @@ class Supervisor:
         if slot.number == REGISTRAR:
             return _run_registrar(server, self._address)
         assert channel is not None
+        global _this_worker
+        _this_worker = slot.number
         server.become_worker(self._address, channel)
         server.serve()
         return 0

@@ -120,3 +120,30 @@ async def test_two_connections_reach_two_workers_and_calls_spread_over_them(tmp_
                 replies = await asyncio.gather(*(client.call("/test.Pids/Work", 0.05) for _ in range(10)))
                 assert sorted(Counter(replies).values()) == [5, 5]
             assert server.stop() == 0
+
+
+@pytest.mark.asyncio
+async def test_each_worker_serves_its_own_metrics_endpoint(tmp_path):
+    from tests.test_metrics import scrape, value
+
+    from .conftest import free_port
+
+    port = free_port()
+    config = tmp_path / "gorpc.toml"
+    config.write_text(
+        f'[server]\nmetrics = "prometheus"\n[plugins.prometheus]\naddress = "127.0.0.1:{port}"\n'
+    )
+    with serve_workers("--config", str(config)) as server:
+        await eventually(lambda: serving_lines(server) == 2, timeout=20)
+        async with Client(server.address, connections_per_host=2) as client:
+            await pids_answering(client, 2)
+            counts = [
+                value(
+                    await asyncio.to_thread(scrape, f"127.0.0.1:{port + k}"),
+                    "rpc_server_call_duration_seconds_count",
+                    rpc_method="Pid",
+                )
+                for k in (0, 1)
+            ]
+        assert all(count > 0 for count in counts)  # worker 0 on the port, worker 1 on port + 1
+        assert server.stop() == 0

@@ -18,7 +18,8 @@ takes the GIL from the event loop.)
 Names follow OpenTelemetry's Prometheus mapping: dots become underscores, the unit becomes a suffix
 (`rpc.server.call.duration` in s -> `rpc_server_call_duration_seconds`, sizes -> `_bytes`), counters
 end in `_total`, and attribute keys become labels (`rpc_method`). Servers and clients of one process
-configured with the same address share one endpoint and one set of series.
+configured with the same address share one endpoint and one set of series. With `workers = N`,
+worker k serves its own endpoint on the configured port + k (scrape each).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from gorpc.address import TcpAddress, parse_address
 from gorpc.config import from_table
 from gorpc.exceptions import ConfigError
 from gorpc.metrics import Labels
+from gorpc.workers import worker_number
 
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 _UNITS = {"s": "seconds", "ms": "milliseconds", "By": "bytes"}
@@ -373,6 +375,11 @@ class PrometheusMetrics:
 def _acquire(address: str) -> _Endpoint:
     parsed = parse_address(address)
     assert isinstance(parsed, TcpAddress)
+    worker = worker_number()
+    if worker is not None and parsed.port != 0:
+        # Worker processes cannot share one port: worker k serves on the configured port + k.
+        parsed = TcpAddress(parsed.host, parsed.port + worker)
+        address = str(parsed)
     with _endpoints_lock:
         endpoint = _endpoints.get(address)
         if endpoint is None:
