@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections import Counter
 
 import pytest
@@ -26,6 +27,14 @@ def serving_lines(server) -> int:
     return sum(1 for line in list(server.output) if "serving test.Pids on" in line)
 
 
+async def workers_serving(server, count: int) -> None:
+    """Wait until `count` workers have said they serve; on failure, show what the server printed."""
+    try:
+        await eventually(lambda: serving_lines(server) == count, timeout=20)
+    except TimeoutError:
+        raise AssertionError("workers did not all start:\n" + "".join(list(server.output)[-40:])) from None
+
+
 async def pids_answering(client: Client, want: int) -> set[int]:
     """Call until `want` different processes have answered."""
     seen: set[int] = set()
@@ -41,14 +50,14 @@ async def pids_answering(client: Client, want: int) -> set[int]:
 @pytest.mark.asyncio
 async def test_two_workers_share_the_address_and_a_killed_one_is_started_again():
     with serve_workers() as server:
-        await eventually(lambda: serving_lines(server) == 2, timeout=20)
+        await workers_serving(server, 2)
         async with Client(server.address, connections_per_host=2) as client:
             first = await pids_answering(client, 2)
             assert os.getpid() not in first and server.process.pid not in first
             doomed = min(first)
             os.kill(doomed, signal.SIGKILL)
             # The supervisor logs it and starts a new worker; calls reach it on new connections.
-            await eventually(lambda: serving_lines(server) == 3, timeout=20)
+            await workers_serving(server, 3)
         async with Client(server.address, connections_per_host=2) as client:
             after = await pids_answering(client, 2)
         assert doomed not in after and len(after) == 2
@@ -62,7 +71,7 @@ async def test_two_workers_share_the_address_and_a_killed_one_is_started_again()
 @pytest.mark.asyncio
 async def test_sigterm_stops_every_worker_gracefully_with_calls_in_flight():
     with serve_workers() as server:
-        await eventually(lambda: serving_lines(server) == 2, timeout=20)
+        await workers_serving(server, 2)
         async with Client(server.address, connections_per_host=2) as client:
             await pids_answering(client, 2)  # two connections: one to each worker, in turn
             calls = [asyncio.create_task(client.call("/test.Pids/Work", 1.0)) for _ in range(8)]
@@ -85,7 +94,7 @@ async def test_the_supervisor_registers_the_address_once_and_deregisters_it_firs
             'prefix = "workers"\n'
         )
         with serve_workers("--config", str(config)) as server:
-            await eventually(lambda: serving_lines(server) == 2, timeout=20)
+            await workers_serving(server, 2)
 
             def registered():
                 return agent.get("/kv/workers/test.Pids/?recurse=true") or []
@@ -112,7 +121,7 @@ async def test_two_connections_reach_two_workers_and_calls_spread_over_them(tmp_
     for address in ("127.0.0.1:0", f"unix:{tmp_path / 'workers.sock'}"):
         argv = ["-m", "gorpc", "serve", "tests.worker_service:Pids", "--address", address, "--workers", "2"]
         with server_process(argv) as server:
-            await eventually(lambda: serving_lines(server) == 2, timeout=20)
+            await workers_serving(server, 2)
             async with Client(server.address, connections_per_host=2) as client:
                 await client.call(PID)  # the first connection
                 await client.call(PID)  # it finds one of two: the second opens in the background
@@ -126,15 +135,13 @@ async def test_two_connections_reach_two_workers_and_calls_spread_over_them(tmp_
 async def test_each_worker_serves_its_own_metrics_endpoint(tmp_path):
     from tests.test_metrics import scrape, value
 
-    from .conftest import free_port
-
-    port = free_port()
+    port = two_free_ports()
     config = tmp_path / "gorpc.toml"
     config.write_text(
         f'[server]\nmetrics = "prometheus"\n[plugins.prometheus]\naddress = "127.0.0.1:{port}"\n'
     )
     with serve_workers("--config", str(config)) as server:
-        await eventually(lambda: serving_lines(server) == 2, timeout=20)
+        await workers_serving(server, 2)
         async with Client(server.address, connections_per_host=2) as client:
             await pids_answering(client, 2)
             counts = [
@@ -147,3 +154,18 @@ async def test_each_worker_serves_its_own_metrics_endpoint(tmp_path):
             ]
         assert all(count > 0 for count in counts)  # worker 0 on the port, worker 1 on port + 1
         assert server.stop() == 0
+
+
+def two_free_ports() -> int:
+    """A port p such that p and p + 1 are both free now (each worker's metrics take one)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no two consecutive free ports")
