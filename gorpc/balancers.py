@@ -117,8 +117,8 @@ class ConsistentHashBalancer:
 class LeastLoadedBalancer:
     """Power of two choices: of two random nodes, the one with fewer calls in flight from this client."""
 
-    def __init__(self) -> None:
-        self._random = random.Random()
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._random = rng or random.Random()  # a seeded one makes its picks repeatable (tests)
         self.inflight: dict[str, int] = {}
 
     def pick(self, nodes: Sequence[Node], ctx: CallContext) -> Node:

@@ -127,10 +127,11 @@ def test_least_loaded_prefers_the_node_with_fewer_calls_in_flight():
 
 
 def test_least_loaded_spreads_concurrent_calls_evenly():
-    balancer = LeastLoadedBalancer()
     nodes = [Node(f"n{i}") for i in range(4)]
-    for _ in range(400):
-        balancer.pick(nodes, CTX)  # none finish: power of two choices keeps loads close
-    loads = balancer.inflight.values()
-    assert sum(loads) == 400
-    assert max(loads) - min(loads) <= 3
+    for seed in range(20):  # seeded: the spread is random, and a gap of 4 comes once in 200 runs
+        balancer = LeastLoadedBalancer(random.Random(seed))
+        for _ in range(400):
+            balancer.pick(nodes, CTX)  # none finish: power of two choices keeps loads close
+        loads = balancer.inflight.values()
+        assert sum(loads) == 400
+        assert max(loads) - min(loads) <= 3  # random picks: a gap of 4 or more in 99 runs of 100
